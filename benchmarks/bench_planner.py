@@ -1,0 +1,190 @@
+"""Benchmark of one Frenet lattice planning cycle: Numba kernels against the NumPy reference.
+
+    python benchmarks/bench_planner.py [--runs 50] [--ref-runs 10] [--seed 0]
+
+A curved three-lane reference line of 300 m, 1,056 candidates over 8 s at
+0.1 s, 30 predicted agents with 3 modes each, full collision checking. The
+kernels are compiled first into a fresh Numba cache (the compile time is
+printed), then one full cycle (plan_lattice: all kernels) is timed on one
+thread. Prints medians in milliseconds and the speed-up.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# One thread for every library, before NumPy or Numba load; a fresh cache so the warm-up is a real compile.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench_planner_numba_")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from planning import lattice_kernels as kernels  # noqa: E402
+from planning import lattice_reference as reference  # noqa: E402
+from planning.lattice_kernels import (  # noqa: E402
+    Agents,
+    CostWeights,
+    FrenetState,
+    Lead,
+    PlannerParams,
+    ReferenceLine,
+    SamplingGrid,
+)
+
+LANE_WIDTH = 3.5  # [m]
+DT = 0.1  # [s]
+N_SAMPLES = 81  # 8 s
+
+
+def curved_reference(length: float = 300.0, spacing: float = 1.0) -> ReferenceLine:
+    """A road that bends left then right (radius down to about 110 m), integrated from its curvature."""
+    s = np.arange(0.0, length + spacing, spacing)
+    kappa = 0.009 * np.sin(2.0 * np.pi * s / 160.0)
+    heading = 0.3 + np.concatenate([[0.0], np.cumsum(0.5 * (kappa[1:] + kappa[:-1]) * spacing)])
+    mid = heading[:-1] + 0.5 * np.diff(heading)
+    xy = np.zeros((s.size, 2))
+    xy[1:, 0] = np.cumsum(np.cos(mid) * spacing)
+    xy[1:, 1] = np.cumsum(np.sin(mid) * spacing)
+    half_road = 1.5 * LANE_WIDTH  # three lanes, the ego's in the middle
+    ego_half_width = 0.5 * PlannerParams().ego_width
+    return ReferenceLine(
+        xy=xy, s=s, heading=heading, kappa=kappa,
+        d_min=-half_road + ego_half_width, d_max=half_road - ego_half_width, lane_width=LANE_WIDTH,
+    )
+
+
+def frenet_to_world(ref: ReferenceLine, s: np.ndarray, d: np.ndarray, d_rate: np.ndarray, s_rate: np.ndarray) -> np.ndarray:
+    """(..., 3) x, y, yaw of points given in the Frenet frame (agents' poses; the planner is not used)."""
+    x = np.interp(s, ref.s, ref.xy[:, 0])
+    y = np.interp(s, ref.s, ref.xy[:, 1])
+    th = np.interp(s, ref.s, ref.heading)
+    yaw = th + np.arctan2(d_rate, np.maximum(s_rate, 0.1))
+    return np.stack([x - d * np.sin(th), y + d * np.cos(th), yaw], axis=-1)
+
+
+def traffic(ref: ReferenceLine, rng: np.random.Generator, n_agents: int = 30) -> tuple[Agents, Lead]:
+    """Vehicles over the whole road in all three lanes, each with 3 modes: keep lane, change lane, brake."""
+    t = DT * np.arange(N_SAMPLES)
+    s0 = np.sort(rng.uniform(0.0, 290.0, n_agents))
+    lane = rng.integers(-1, 2, n_agents)
+    v0 = rng.uniform(8.0, 18.0, n_agents)
+    lead = int(np.argmin(np.where((lane == 0) & (s0 > 50.0), s0, np.inf)))  # the first car ahead in the ego's lane
+    s0[lead], v0[lead] = 65.0, 11.0
+    length = np.where(rng.uniform(size=n_agents) < 0.2, 10.0, 4.6)
+    width = np.where(length > 5.0, 2.5, 1.9)
+    pose = np.empty((n_agents, 3, N_SAMPLES, 3))
+    for a in range(n_agents):
+        d_lane = LANE_WIDTH * lane[a]
+        keep_s = s0[a] + v0[a] * t
+        side = 1 if lane[a] <= 0 else -1
+        tau = np.clip(t / 4.0, 0.0, 1.0)
+        change_d = d_lane + side * LANE_WIDTH * (10 * tau**3 - 15 * tau**4 + 6 * tau**5)
+        change_rate = side * LANE_WIDTH * (30 * tau**2 - 60 * tau**3 + 30 * tau**4) / 4.0
+        brake_v = np.maximum(v0[a] - 2.5 * t, 0.0)
+        brake_s = s0[a] + np.cumsum(np.concatenate([[0.0], 0.5 * (brake_v[1:] + brake_v[:-1]) * DT]))
+        zeros = np.zeros(N_SAMPLES)
+        pose[a, 0] = frenet_to_world(ref, keep_s, np.full(N_SAMPLES, d_lane), zeros, np.full(N_SAMPLES, v0[a]))
+        pose[a, 1] = frenet_to_world(ref, keep_s, change_d, change_rate, np.full(N_SAMPLES, v0[a]))
+        pose[a, 2] = frenet_to_world(ref, brake_s, np.full(N_SAMPLES, d_lane), zeros, brake_v)
+    prob = np.tile([0.6, 0.25, 0.15], (n_agents, 1))
+    agents = Agents(pose=pose, prob=prob, length=length, width=width, margin=0.3)
+    return agents, Lead(s=s0[lead] - 0.5 * length[lead], v=v0[lead], d=LANE_WIDTH * lane[lead])
+
+
+def scenario(seed: int):
+    rng = np.random.default_rng(seed)
+    ref = curved_reference()
+    agents, lead = traffic(ref, rng)
+    start = FrenetState(s=30.0, s_dot=15.0, s_ddot=0.0, d=0.2, d_dot=0.0, d_ddot=0.0)
+    grid = SamplingGrid(
+        d_end=np.array([-2, -1, -1.5 / LANE_WIDTH, -1 / LANE_WIDTH, -0.5 / LANE_WIDTH, 0, 0.5 / LANE_WIDTH, 1 / LANE_WIDTH, 1.5 / LANE_WIDTH, 1, 2]) * LANE_WIDTH,
+        t_end=np.arange(3.0, 9.0),
+        v_target=np.linspace(0.0, 25.0, 11),
+        v_desired=16.0,
+        s_stop=np.array([150.0, 200.0]),
+        follow_gap=np.array([1.0, 1.5, 2.0]),
+        lead=lead,
+        dt=DT,
+        n_samples=N_SAMPLES,
+    )
+    return ref, start, grid, agents
+
+
+def median_ms(fn, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1e3 * float(np.median(times))
+
+
+def stage_times(module, ref, start, grid, agents, weights, previous, params, runs: int) -> dict[str, float]:
+    """Median ms of each stage of one cycle."""
+    lattice = module.sample_paths(start, grid, params)
+    cart = module.to_cartesian(ref, lattice)
+    feas = module.check_feasibility(ref, lattice, cart, params)
+    coll = module.check_collisions(cart, feas.feasible, agents, params)
+    costs = module.cost(ref, start, grid, lattice, cart, feas.feasible, coll, weights, previous, params)
+    return {
+        "sample_paths": median_ms(lambda: module.sample_paths(start, grid, params), runs),
+        "to_cartesian": median_ms(lambda: module.to_cartesian(ref, lattice), runs),
+        "check_feasibility": median_ms(lambda: module.check_feasibility(ref, lattice, cart, params), runs),
+        "check_collisions": median_ms(lambda: module.check_collisions(cart, feas.feasible, agents, params), runs),
+        "cost": median_ms(lambda: module.cost(ref, start, grid, lattice, cart, feas.feasible, coll, weights, previous, params), runs),
+        "pick": median_ms(lambda: module.pick(costs, feas.feasible, coll), runs),
+    }
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=50, help="timed Numba cycles")
+    parser.add_argument("--ref-runs", type=int, default=10, help="timed NumPy reference cycles")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    ref, start, grid, agents = scenario(args.seed)
+    weights = CostWeights()
+    params = PlannerParams()
+
+    t0 = time.perf_counter()
+    first = kernels.plan_lattice(ref, start, grid, agents, weights, None, params)
+    compile_s = time.perf_counter() - t0
+    # The previous plan: the first cycle's pick, one step on, as the next cycle would see it.
+    prev = np.full((N_SAMPLES, 2), np.nan)
+    prev[:-1, 0] = first.cartesian.x[first.index, 1:]
+    prev[:-1, 1] = first.cartesian.y[first.index, 1:]
+
+    numba_ms = median_ms(lambda: kernels.plan_lattice(ref, start, grid, agents, weights, prev, params), args.runs)
+    ref_ms = median_ms(lambda: reference.plan_lattice(ref, start, grid, agents, weights, prev, params), args.ref_runs)
+
+    fast = kernels.plan_lattice(ref, start, grid, agents, weights, prev, params)
+    slow = reference.plan_lattice(ref, start, grid, agents, weights, prev, params)
+    n_c = len(fast.lattice)
+    feasible = fast.feasibility.feasible
+    free = feasible & (fast.collisions.prob == 0.0)
+    i = fast.index
+    print(f"candidates            {n_c}  (feasible {int(feasible.sum())}, collision-free {int(free.sum())})")
+    print(f"agents x modes        {agents.pose.shape[0]} x {agents.pose.shape[1]}, {agents.pose.shape[2]} steps")
+    print(f"samples               {grid.n_samples} at {grid.dt} s")
+    print(f"pick                  #{i}: kind {int(fast.lattice.kind[i])}, target {fast.lattice.target[i]:.2f}, "
+          f"d_end {fast.lattice.d_end[i]:+.2f} m, T {fast.lattice.t_end[i]:.0f} s (reference picks #{slow.index})")
+    print(f"numba compile         {compile_s * 1e3:.0f} ms (warm-up, fresh cache)")
+    print(f"numba median          {numba_ms:.2f} ms over {args.runs} cycles, one thread")
+    print(f"numpy reference       {ref_ms:.1f} ms over {args.ref_runs} cycles")
+    print(f"speed-up              {ref_ms / numba_ms:.0f}x")
+    fast_stages = stage_times(kernels, ref, start, grid, agents, weights, prev, params, args.runs)
+    slow_stages = stage_times(reference, ref, start, grid, agents, weights, prev, params, max(1, args.ref_runs // 2))
+    print("stage                 numba ms   numpy ms")
+    for name in fast_stages:
+        print(f"  {name:<19} {fast_stages[name]:8.3f} {slow_stages[name]:10.2f}")
+
+
+if __name__ == "__main__":
+    main()

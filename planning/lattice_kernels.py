@@ -1,0 +1,990 @@
+"""Frenet lattice trajectory planner: typed inputs and outputs, and the Numba kernels.
+
+After Werling, Ziegler, Kammel and Thrun (2010), "Optimal trajectory generation
+for dynamic street scenarios in a Frenet frame". `plan_lattice` reads like the
+paper:
+
+    lattice = sample_paths(start, grid, params)       # polynomials in s(t) and d(t)
+    cart = to_cartesian(reference, lattice)           # x, y, yaw, v, a, kappa
+    feas = check_feasibility(reference, lattice, cart, params)
+    coll = check_collisions(cart, feas.feasible, agents, params)
+    costs = cost(reference, start, grid, lattice, cart, feas.feasible, coll, weights, previous, params)
+    index = pick(costs, feas.feasible, coll)          # -1: none, the caller stops
+
+Each stage is a thin function that unpacks the typed inputs and calls one
+`@njit(cache=True)` kernel working on plain arrays:
+
+    lattice_profiles, frenet_to_cartesian, feasibility, collisions,
+    candidate_costs, lowest_cost
+
+`planning/lattice_reference.py` holds the same kernels, with the same
+signatures, written in plain vectorised NumPy; the tests compare the two.
+
+Candidates are the product (end time T) x (longitudinal target) x (lateral end
+offset): the lateral and longitudinal polynomials of a candidate share T. Each
+profile holds its end state after T: constant velocity (velocity keeping,
+following), standing still (stopping), the end offset (lateral).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+from sim.types import Trajectory, frozen_array
+
+# Longitudinal manoeuvres, Lattice.kind.
+VELOCITY_KEEPING, STOPPING, FOLLOWING = 0, 1, 2
+
+# Feasibility.reason: the first check a candidate fails, at its first failing sample.
+FEASIBLE, REVERSING, OVER_SPEED, LON_ACCEL, LAT_ACCEL, CURVATURE, OFF_ROAD = range(7)
+
+# Cost terms: the order of CostWeights' fields and of Costs.terms' columns.
+(
+    JERK_LAT,
+    JERK_LON,
+    OFFSET_TERMINAL,
+    OFFSET_INTEGRATED,
+    SPEED_ERROR,
+    PROGRESS,
+    LEAD,
+    PROXIMITY,
+    LANE_CHANGE,
+    CONSISTENCY,
+) = range(10)
+N_COST_TERMS = 10
+
+# Profile rows in Lattice.lat / Lattice.lon.
+POS, VEL, ACC, JERK = range(4)
+
+REVERSE_TOL = 1e-6  # [m/s] a longitudinal speed below -REVERSE_TOL is reversing
+V_EPS = 1e-6  # [m/s] below this (standing still) yaw is the reference heading and a is along it
+V_KAPPA_MIN = 0.5  # [m/s] below this kappa is that of the lane-parallel line (the d(t) path's own curvature diverges at a stop)
+GAP_SPEED_MIN = 0.1  # [m/s] speed floor when turning a gap into a time gap
+INVERSE_FLOOR = 0.1  # [s] or [m] floor under time gap, time to collision and clearance in the inverse cost terms
+EGO_CIRCLES = 3  # circles covering the ego body
+MAX_AGENT_CIRCLES = 5  # circles covering an agent box, at most
+BROAD_PHASE_CHUNK = 10  # [samples] time window of the collision broad phase's boxes
+
+
+# ---------------------------------------------------------------------------
+# Inputs
+# ---------------------------------------------------------------------------
+
+
+def _per_point(value, n: int, owner: str, name: str) -> np.ndarray:
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim == 0:
+        arr = np.full(n, float(arr))
+    if arr.shape != (n,):
+        raise ValueError(f"{owner}.{name} must be a scalar or have shape ({n},), got {arr.shape}")
+    return frozen_array(arr)
+
+
+def _vector(value, owner: str, name: str) -> np.ndarray:
+    arr = frozen_array(np.atleast_1d(np.asarray(value, dtype=np.float64)))
+    if arr.ndim != 1:
+        raise ValueError(f"{owner}.{name} must be one-dimensional, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{owner}.{name} must be finite, got {arr}")
+    return arr
+
+
+def _sealed(arr: np.ndarray) -> np.ndarray:
+    """Mark a freshly computed array read-only in place (its producer keeps no reference)."""
+    arr.flags.writeable = False
+    return arr
+
+
+@dataclass(frozen=True)
+class ReferenceLine:
+    """The path the Frenet frame is built on, with the road's lateral limits."""
+
+    xy: np.ndarray  # (P, 2) [m] world frame, about 1 m spacing
+    s: np.ndarray  # (P,) [m] arc length, strictly increasing
+    heading: np.ndarray  # (P,) [rad] continuous (no jumps of 2 pi needed, but allowed)
+    kappa: np.ndarray  # (P,) [1/m]
+    d_min: np.ndarray | float = -np.inf  # (P,) or scalar [m] lowest lateral offset of the ego's reference point (right edge)
+    d_max: np.ndarray | float = np.inf  # (P,) or scalar [m] highest lateral offset (left edge)
+    lane_width: float = 3.5  # [m] lane centres lie at multiples of it from the reference line
+    dkappa: np.ndarray = field(init=False)  # (P,) [1/m^2] d kappa / d s, by finite differences
+
+    def __post_init__(self):
+        xy = frozen_array(self.xy)
+        if xy.ndim != 2 or xy.shape[1] != 2 or xy.shape[0] < 2:
+            raise ValueError(f"ReferenceLine.xy must have shape (P, 2) with P >= 2, got {xy.shape}")
+        n = xy.shape[0]
+        object.__setattr__(self, "xy", xy)
+        for name in ("s", "heading", "kappa"):
+            arr = frozen_array(getattr(self, name))
+            if arr.shape != (n,):
+                raise ValueError(f"ReferenceLine.{name} must have shape ({n},), got {arr.shape}")
+            object.__setattr__(self, name, arr)
+        if not np.all(np.diff(self.s) > 0.0):
+            raise ValueError("ReferenceLine.s must be strictly increasing")
+        object.__setattr__(self, "d_min", _per_point(self.d_min, n, "ReferenceLine", "d_min"))
+        object.__setattr__(self, "d_max", _per_point(self.d_max, n, "ReferenceLine", "d_max"))
+        if not self.lane_width > 0.0:
+            raise ValueError(f"ReferenceLine.lane_width must be positive, got {self.lane_width}")
+        object.__setattr__(self, "dkappa", frozen_array(np.gradient(self.kappa, self.s)))
+
+
+@dataclass(frozen=True)
+class FrenetState:
+    """The ego's start state in the Frenet frame; derivatives are with respect to time."""
+
+    s: float  # [m]
+    s_dot: float  # [m/s]
+    s_ddot: float  # [m/s^2]
+    d: float  # [m] left of the reference line is positive
+    d_dot: float  # [m/s]
+    d_ddot: float  # [m/s^2]
+
+    def __post_init__(self):
+        for name in ("s", "s_dot", "s_ddot", "d", "d_dot", "d_ddot"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"FrenetState.{name} must be finite, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class Lead:
+    """The vehicle ahead in the ego's corridor, moving at constant speed along the reference line."""
+
+    s: float  # [m] its rear bumper's arc length
+    v: float  # [m/s] its speed along s
+    d: float  # [m] its lateral offset
+
+
+@dataclass(frozen=True)
+class SamplingGrid:
+    """What to sample this cycle; the behaviour layer fills the targets."""
+
+    d_end: np.ndarray  # (n_d,) [m] lateral end offsets
+    t_end: np.ndarray  # (n_T,) [s] manoeuvre durations, each in (0, horizon]
+    v_target: np.ndarray  # (n_v,) [m/s] velocity-keeping end speeds (quartic s(t))
+    v_desired: float  # [m/s] the speed the speed-error cost pulls towards
+    s_stop: np.ndarray = ()  # (n_stop,) [m] stop positions (quintic s(t) to v = 0, a = 0)
+    follow_gap: np.ndarray = ()  # (n_f,) [s] time gaps behind the lead (quintic s(t)); unused without a lead
+    lead: Lead | None = None
+    standstill_gap: float = 4.0  # [m] bumper-to-bumper distance kept behind the lead at zero speed
+    dt: float = 0.1  # [s] output step
+    n_samples: int = 81  # output samples, t = 0, dt, ..., (n_samples - 1) dt
+
+    def __post_init__(self):
+        for name in ("d_end", "t_end", "v_target", "s_stop", "follow_gap"):
+            object.__setattr__(self, name, _vector(getattr(self, name), "SamplingGrid", name))
+        for name in ("d_end", "t_end"):
+            if getattr(self, name).size == 0:
+                raise ValueError(f"SamplingGrid.{name} must not be empty")
+        if not (self.dt > 0.0 and self.n_samples >= 2):
+            raise ValueError(f"SamplingGrid needs dt > 0 and n_samples >= 2, got dt={self.dt}, n_samples={self.n_samples}")
+        horizon = (self.n_samples - 1) * self.dt
+        if not (np.all(self.t_end > 0.0) and np.all(self.t_end <= horizon + 1e-9)):
+            raise ValueError(f"SamplingGrid.t_end must lie in (0, {horizon}] s, got {self.t_end}")
+
+    @property
+    def n_candidates(self) -> int:
+        n_f = self.follow_gap.size if self.lead is not None else 0
+        return self.d_end.size * self.t_end.size * (self.v_target.size + self.s_stop.size + n_f)
+
+
+@dataclass(frozen=True)
+class Agents:
+    """Predicted agents, sampled at the planner's times t_i = i dt, i = 0 .. N-1 (later samples are not checked)."""
+
+    pose: np.ndarray  # (A, K, N, 3) box centre x [m], y [m], yaw [rad], world frame
+    prob: np.ndarray  # (A, K) mode probabilities; modes with probability 0 are ignored
+    length: np.ndarray  # (A,) [m]
+    width: np.ndarray  # (A,) [m]
+    margin: np.ndarray | float = 0.3  # (A,) or scalar [m] >= 0: a circle gap below it is a collision
+
+    def __post_init__(self):
+        pose = frozen_array(self.pose)
+        if pose.ndim != 4 or pose.shape[3] != 3:
+            raise ValueError(f"Agents.pose must have shape (A, K, N, 3), got {pose.shape}")
+        n_a, n_k = pose.shape[:2]
+        object.__setattr__(self, "pose", pose)
+        prob = frozen_array(self.prob)
+        if prob.shape != (n_a, n_k):
+            raise ValueError(f"Agents.prob must have shape ({n_a}, {n_k}), got {prob.shape}")
+        object.__setattr__(self, "prob", prob)
+        for name in ("length", "width"):
+            arr = frozen_array(getattr(self, name))
+            if arr.shape != (n_a,) or not np.all(arr > 0.0):
+                raise ValueError(f"Agents.{name} must have shape ({n_a},) and be positive, got {arr}")
+            object.__setattr__(self, name, arr)
+        margin = _per_point(self.margin, n_a, "Agents", "margin")
+        if not np.all(margin >= 0.0):
+            raise ValueError(f"Agents.margin must be >= 0, got {margin}")
+        object.__setattr__(self, "margin", margin)
+
+    @classmethod
+    def none(cls, n_samples: int = 81) -> "Agents":
+        return cls(pose=np.zeros((0, 1, n_samples, 3)), prob=np.zeros((0, 1)), length=np.zeros(0), width=np.zeros(0))
+
+
+class CostWeights(NamedTuple):
+    """Weights of the cost terms; the field order is the term order (JERK_LAT ... CONSISTENCY)."""
+
+    jerk_lat: float = 0.05  # x integral of lateral jerk^2 [m^2/s^5]
+    jerk_lon: float = 0.05  # x integral of longitudinal jerk^2 [m^2/s^5]
+    offset_terminal: float = 2.0  # x (end offset from the nearest lane centre)^2 [m^2]
+    offset_integrated: float = 0.5  # x mean (offset from the nearest lane centre)^2 [m^2]
+    speed_error: float = 1.0  # x mean (s_dot - v_desired)^2 [m^2/s^2]
+    progress: float = 0.1  # x -(s gain over the horizon) / horizon [m/s]
+    lead: float = 2.0  # x mean over samples behind the lead in its corridor of 1/time gap + 1/TTC [1/s]
+    proximity: float = 2.0  # x 1 / min clearance [1/m]
+    lane_change: float = 3.0  # x |end offset - current lane centre| / lane width [lanes]
+    consistency: float = 0.5  # x mean distance to the previous plan [m]
+
+    def as_array(self) -> np.ndarray:
+        return np.array(self, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class PlannerParams:
+    """Vehicle limits and body, validated once."""
+
+    v_max: float = 30.0  # [m/s]
+    a_min: float = -6.0  # [m/s^2] longitudinal
+    a_max: float = 3.0  # [m/s^2]
+    a_lat_max: float = 4.0  # [m/s^2]
+    kappa_max: float = 0.2  # [1/m]
+    ego_length: float = 4.8  # [m]
+    ego_width: float = 1.9  # [m]
+    ego_rear_to_centre: float = 1.4  # [m] from the trajectory point (rear-axle centre) forward to the body centre
+    clearance_cap: float = 5.0  # [m] clearances are reported up to this distance
+
+    def __post_init__(self):
+        if not (self.a_min < 0.0 < self.a_max and self.v_max > 0.0 and self.a_lat_max > 0.0 and self.kappa_max > 0.0):
+            raise ValueError(f"PlannerParams limits must satisfy a_min < 0 < a_max and positive v_max, a_lat_max, kappa_max: {self}")
+        if not (self.ego_length > 0.0 and self.ego_width > 0.0 and self.clearance_cap > 0.0):
+            raise ValueError(f"PlannerParams ego_length, ego_width and clearance_cap must be positive: {self}")
+
+    @property
+    def ego_front(self) -> float:
+        """[m] from the rear-axle centre to the front bumper."""
+        return self.ego_rear_to_centre + 0.5 * self.ego_length
+
+
+# ---------------------------------------------------------------------------
+# Outputs (arrays are computed here and sealed read-only in place)
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Lattice:
+    lat: np.ndarray  # (n_lat, 4, N) d, d_dot, d_ddot, d_dddot per lateral profile [m, m/s, m/s^2, m/s^3]
+    lon: np.ndarray  # (n_lon, 4, N) s, s_dot, s_ddot, s_dddot per longitudinal profile
+    lat_index: np.ndarray  # (C,) int, row of lat for each candidate
+    lon_index: np.ndarray  # (C,) int, row of lon for each candidate
+    d_end: np.ndarray  # (C,) [m]
+    t_end: np.ndarray  # (C,) [s]
+    kind: np.ndarray  # (C,) int VELOCITY_KEEPING | STOPPING | FOLLOWING
+    target: np.ndarray  # (C,) end speed [m/s], stop position [m] or time gap [s], by kind
+    dt: float  # [s]
+
+    def __post_init__(self):
+        for name in ("lat", "lon", "lat_index", "lon_index", "d_end", "t_end", "kind", "target"):
+            _sealed(getattr(self, name))
+
+    def __len__(self) -> int:
+        return int(self.lat_index.shape[0])
+
+
+@dataclass(frozen=True)
+class Cartesian:
+    x: np.ndarray  # (C, N) [m] rear-axle centre, world frame
+    y: np.ndarray  # (C, N) [m]
+    yaw: np.ndarray  # (C, N) [rad] direction of travel
+    v: np.ndarray  # (C, N) [m/s]
+    a: np.ndarray  # (C, N) [m/s^2] along the direction of travel
+    kappa: np.ndarray  # (C, N) [1/m]
+
+    def __post_init__(self):
+        for name in ("x", "y", "yaw", "v", "a", "kappa"):
+            _sealed(getattr(self, name))
+
+
+@dataclass(frozen=True)
+class Feasibility:
+    feasible: np.ndarray  # (C,) bool
+    reason: np.ndarray  # (C,) int8, FEASIBLE or the first failed check
+
+    def __post_init__(self):
+        _sealed(self.feasible)
+        _sealed(self.reason)
+
+
+@dataclass(frozen=True)
+class Collisions:
+    prob: np.ndarray  # (C,) summed probability of the modes hit; NaN for candidates not checked
+    clearance: np.ndarray  # (C,) [m] min circle gap in [0, clearance_cap], 0 when any mode is hit; NaN if not checked
+
+    def __post_init__(self):
+        _sealed(self.prob)
+        _sealed(self.clearance)
+
+
+@dataclass(frozen=True)
+class Costs:
+    total: np.ndarray  # (C,) weighted sum; inf for infeasible candidates
+    terms: np.ndarray  # (C, N_COST_TERMS) unweighted terms; NaN for infeasible candidates
+
+    def __post_init__(self):
+        _sealed(self.total)
+        _sealed(self.terms)
+
+
+@dataclass(frozen=True)
+class LatticeResult:
+    index: int  # picked candidate, -1 when none is feasible and collision-free
+    lattice: Lattice
+    cartesian: Cartesian
+    feasibility: Feasibility
+    collisions: Collisions
+    costs: Costs
+
+    def trajectory(self, t0: float) -> Trajectory:
+        """The picked candidate as a Trajectory starting at absolute time t0 [s]."""
+        if self.index < 0:
+            raise ValueError("no candidate was picked (index -1): the caller must plan a minimal-risk stop")
+        c = self.cartesian
+        i = self.index
+        t = t0 + self.lattice.dt * np.arange(c.x.shape[1])
+        return Trajectory(t=t, x=c.x[i], y=c.y[i], yaw=c.yaw[i], v=c.v[i], a=c.a[i], kappa=c.kappa[i])
+
+
+# ---------------------------------------------------------------------------
+# Kernel 1: polynomials
+# ---------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def quintic_coefficients(x0, v0, a0, x1, v1, a1, T, out):
+    """Write c0..c5 of x(t) = sum c_k t^k with (x, x', x'') = (x0, v0, a0) at 0 and (x1, v1, a1) at T."""
+    T2 = T * T
+    T3 = T2 * T
+    dp = x1 - (x0 + v0 * T + 0.5 * a0 * T2)  # what the free quadratic misses at T
+    dv = v1 - (v0 + a0 * T)
+    da = a1 - a0
+    out[0] = x0
+    out[1] = v0
+    out[2] = 0.5 * a0
+    out[3] = (10.0 * dp - 4.0 * dv * T + 0.5 * da * T2) / T3
+    out[4] = (-15.0 * dp + 7.0 * dv * T - da * T2) / (T3 * T)
+    out[5] = (6.0 * dp - 3.0 * dv * T + 0.5 * da * T2) / (T3 * T2)
+
+
+@njit(cache=True)
+def quartic_coefficients(x0, v0, a0, v1, a1, T, out):
+    """Write c0..c5 (c5 = 0) of x(t) with (x, x', x'') = (x0, v0, a0) at 0 and (x', x'') = (v1, a1) at T."""
+    dv = v1 - (v0 + a0 * T)
+    da = a1 - a0
+    out[0] = x0
+    out[1] = v0
+    out[2] = 0.5 * a0
+    out[3] = (3.0 * dv - da * T) / (3.0 * T * T)
+    out[4] = (da * T - 2.0 * dv) / (4.0 * T * T * T)
+    out[5] = 0.0
+
+
+@njit(cache=True)
+def evaluate_polynomial(c, T, v_end, dt, out):
+    """Position, velocity, acceleration, jerk of the polynomial c at t = i dt into out (4, N).
+
+    After T the end position moves on at the prescribed end velocity v_end
+    (exactly, so a stop stays at zero speed), with zero acceleration and jerk.
+    """
+    pT = c[0] + T * (c[1] + T * (c[2] + T * (c[3] + T * (c[4] + T * c[5]))))
+    for i in range(out.shape[1]):
+        t = i * dt
+        if t <= T:
+            out[POS, i] = c[0] + t * (c[1] + t * (c[2] + t * (c[3] + t * (c[4] + t * c[5]))))
+            out[VEL, i] = c[1] + t * (2.0 * c[2] + t * (3.0 * c[3] + t * (4.0 * c[4] + t * 5.0 * c[5])))
+            out[ACC, i] = 2.0 * c[2] + t * (6.0 * c[3] + t * (12.0 * c[4] + t * 20.0 * c[5]))
+            out[JERK, i] = 6.0 * c[3] + t * (24.0 * c[4] + t * 60.0 * c[5])
+        else:
+            out[POS, i] = pT + v_end * (t - T)
+            out[VEL, i] = v_end
+            out[ACC, i] = 0.0
+            out[JERK, i] = 0.0
+
+
+@njit(cache=True)
+def lattice_profiles(
+    s0, s_dot0, s_ddot0, d0, d_dot0, d_ddot0,
+    d_end, t_end, v_target, s_stop, follow_gap, follow_base, lead_v, dt, n_samples,
+):
+    """Every lateral and longitudinal profile, and the candidates that pair them.
+
+    Lateral profile it * n_d + i: quintic d(t) to (d_end[i], 0, 0) at t_end[it].
+    Longitudinal profile it * n_lon + j, with n_lon = n_v + n_stop + n_f:
+      j < n_v: quartic s(t) to speed v_target[j], acceleration 0 (velocity keeping);
+      then: quintic to (s_stop, 0, 0) (stopping);
+      then: quintic to (follow_base + lead_v (T - gap), lead_v, 0) (following at a time gap).
+    Candidate (it * n_lon + j) * n_d + i pairs lateral it * n_d + i with longitudinal it * n_lon + j.
+    Returns lat, lon, lat_index, lon_index and per candidate d_end, t_end, kind, target.
+    """
+    n_d = d_end.shape[0]
+    n_t = t_end.shape[0]
+    n_v = v_target.shape[0]
+    n_stop = s_stop.shape[0]
+    n_lon = n_v + n_stop + follow_gap.shape[0]
+    lat = np.empty((n_t * n_d, 4, n_samples))
+    lon = np.empty((n_t * n_lon, 4, n_samples))
+    n_c = n_t * n_lon * n_d
+    lat_index = np.empty(n_c, np.int64)
+    lon_index = np.empty(n_c, np.int64)
+    cand_d = np.empty(n_c)
+    cand_t = np.empty(n_c)
+    cand_kind = np.empty(n_c, np.int64)
+    cand_target = np.empty(n_c)
+    coef = np.empty(6)
+    for it in range(n_t):
+        T = t_end[it]
+        for i in range(n_d):
+            quintic_coefficients(d0, d_dot0, d_ddot0, d_end[i], 0.0, 0.0, T, coef)
+            evaluate_polynomial(coef, T, 0.0, dt, lat[it * n_d + i])
+        for j in range(n_lon):
+            if j < n_v:
+                kind = VELOCITY_KEEPING
+                target = v_target[j]
+                v_end = target
+                quartic_coefficients(s0, s_dot0, s_ddot0, v_end, 0.0, T, coef)
+            elif j < n_v + n_stop:
+                kind = STOPPING
+                target = s_stop[j - n_v]
+                v_end = 0.0
+                quintic_coefficients(s0, s_dot0, s_ddot0, target, v_end, 0.0, T, coef)
+            else:
+                kind = FOLLOWING
+                target = follow_gap[j - n_v - n_stop]
+                v_end = lead_v
+                quintic_coefficients(s0, s_dot0, s_ddot0, follow_base + lead_v * (T - target), v_end, 0.0, T, coef)
+            evaluate_polynomial(coef, T, v_end, dt, lon[it * n_lon + j])
+            for i in range(n_d):
+                c = (it * n_lon + j) * n_d + i
+                lat_index[c] = it * n_d + i
+                lon_index[c] = it * n_lon + j
+                cand_d[c] = d_end[i]
+                cand_t[c] = T
+                cand_kind[c] = kind
+                cand_target[c] = target
+    return lat, lon, lat_index, lon_index, cand_d, cand_t, cand_kind, cand_target
+
+
+# ---------------------------------------------------------------------------
+# Reference-line lookup shared by kernels 2 and 3
+# ---------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _segment(ref_s, s, i):
+    """The segment [ref_s[i], ref_s[i + 1]] holding s, clamped to the ends, walking from a guess i."""
+    last = ref_s.shape[0] - 2
+    while i < last and ref_s[i + 1] <= s:
+        i += 1
+    while i > 0 and ref_s[i] > s:
+        i -= 1
+    return i
+
+
+@njit(cache=True)
+def _wrap(a):
+    """Wrap an angle to [-pi, pi)."""
+    return (a + math.pi) % (2.0 * math.pi) - math.pi
+
+
+# ---------------------------------------------------------------------------
+# Kernel 2: Frenet to Cartesian
+# ---------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def frenet_to_cartesian(ref_s, ref_xy, ref_heading, ref_kappa, ref_dkappa, lat, lon, lat_index, lon_index):
+    """x, y, yaw, v, a, kappa (each (C, N)) of every candidate sample.
+
+    The reference line is interpolated linearly at s (positions extrapolate past
+    its ends; heading, kappa and dkappa hold). With t_r, n_r its tangent and
+    normal, the velocity is A t_r + B n_r with A = s_dot (1 - kappa_r d),
+    B = d_dot, and the acceleration is a_t t_r + a_n n_r with
+        a_t = s_ddot (1 - kappa_r d) - s_dot (dkappa_r s_dot d + kappa_r d_dot) - B kappa_r s_dot
+        a_n = d_ddot + A kappa_r s_dot
+    which is Werling et al.'s conversion written with time derivatives (no
+    division by s_dot): yaw = theta_r + atan2(B, A), v = |(A, B)|,
+    a = (A a_t + B a_n) / v, kappa = (A a_n - B a_t) / v^3.
+    Standing still (v <= V_EPS) yaw is theta_r and a is a_t; below V_KAPPA_MIN
+    kappa is that of the lane-parallel line, kappa_r / (1 - kappa_r d).
+    """
+    n_c = lat_index.shape[0]
+    n_s = lat.shape[2]
+    x = np.empty((n_c, n_s))
+    y = np.empty((n_c, n_s))
+    yaw = np.empty((n_c, n_s))
+    v = np.empty((n_c, n_s))
+    a = np.empty((n_c, n_s))
+    kappa = np.empty((n_c, n_s))
+    i0 = _segment(ref_s, lon[0, POS, 0], 0) if lon.shape[0] > 0 else 0
+    for c in range(n_c):
+        L = lat[lat_index[c]]
+        G = lon[lon_index[c]]
+        i = i0
+        for k in range(n_s):
+            s = G[POS, k]
+            s_dot = G[VEL, k]
+            d = L[POS, k]
+            d_dot = L[VEL, k]
+            i = _segment(ref_s, s, i)
+            u = (s - ref_s[i]) / (ref_s[i + 1] - ref_s[i])
+            uc = min(max(u, 0.0), 1.0)
+            xr = ref_xy[i, 0] + u * (ref_xy[i + 1, 0] - ref_xy[i, 0])
+            yr = ref_xy[i, 1] + u * (ref_xy[i + 1, 1] - ref_xy[i, 1])
+            th = ref_heading[i] + uc * _wrap(ref_heading[i + 1] - ref_heading[i])
+            kr = ref_kappa[i] + uc * (ref_kappa[i + 1] - ref_kappa[i])
+            dkr = ref_dkappa[i] + uc * (ref_dkappa[i + 1] - ref_dkappa[i])
+            ct = math.cos(th)
+            st = math.sin(th)
+            one_kd = 1.0 - kr * d
+            A = s_dot * one_kd
+            B = d_dot
+            a_t = G[ACC, k] * one_kd - s_dot * (dkr * s_dot * d + kr * d_dot) - B * kr * s_dot
+            a_n = L[ACC, k] + A * kr * s_dot
+            speed = math.sqrt(A * A + B * B)
+            x[c, k] = xr - d * st
+            y[c, k] = yr + d * ct
+            v[c, k] = speed
+            if speed > V_EPS:
+                yaw[c, k] = th + math.atan2(B, A)
+                a[c, k] = (A * a_t + B * a_n) / speed
+            else:
+                yaw[c, k] = th
+                a[c, k] = a_t
+            kappa[c, k] = (A * a_n - B * a_t) / (speed * speed * speed) if speed >= V_KAPPA_MIN else kr / one_kd
+    return x, y, yaw, v, a, kappa
+
+
+# ---------------------------------------------------------------------------
+# Kernel 3: feasibility
+# ---------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def feasibility(
+    ref_s, d_min, d_max, lat, lon, lat_index, lon_index, v, a, kappa,
+    v_max, a_min, a_max, a_lat_max, kappa_max,
+):
+    """(feasible (C,) bool, reason (C,) int8): every sample within the limits.
+
+    Checked per sample, in order: s_dot >= -REVERSE_TOL, v <= v_max,
+    a_min <= a <= a_max, |v^2 kappa| <= a_lat_max, |kappa| <= kappa_max, and d
+    within the tighter of the road limits at the two ends of its reference
+    segment. A non-finite value fails the first check it meets. A candidate
+    stops at its first failure, whose code is its reason.
+    """
+    n_c, n_s = v.shape
+    feasible = np.ones(n_c, np.bool_)
+    reason = np.zeros(n_c, np.int8)
+    i0 = _segment(ref_s, lon[0, POS, 0], 0) if lon.shape[0] > 0 else 0
+    for c in range(n_c):
+        L = lat[lat_index[c]]
+        G = lon[lon_index[c]]
+        i = i0
+        for k in range(n_s):
+            vk = v[c, k]
+            kk = kappa[c, k]
+            ak = a[c, k]
+            code = FEASIBLE
+            if not G[VEL, k] >= -REVERSE_TOL:
+                code = REVERSING
+            elif not vk <= v_max:
+                code = OVER_SPEED
+            elif not (ak >= a_min and ak <= a_max):
+                code = LON_ACCEL
+            elif not abs(vk * vk * kk) <= a_lat_max:
+                code = LAT_ACCEL
+            elif not abs(kk) <= kappa_max:
+                code = CURVATURE
+            else:
+                i = _segment(ref_s, G[POS, k], i)
+                d = L[POS, k]
+                if not (d >= max(d_min[i], d_min[i + 1]) and d <= min(d_max[i], d_max[i + 1])):
+                    code = OFF_ROAD
+            if code != FEASIBLE:
+                feasible[c] = False
+                reason[c] = code
+                break
+    return feasible, reason
+
+
+# ---------------------------------------------------------------------------
+# Kernel 4: collisions
+# ---------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def agent_circles(length, width):
+    """(count, radius, offsets (MAX_AGENT_CIRCLES,)) of the circles covering a length x width box.
+
+    ceil(length / width) equal slices (1 .. MAX_AGENT_CIRCLES), one circle
+    through the corners of each; offsets are along the box's axis from its centre.
+    """
+    n = min(max(int(math.ceil(length / width - 1e-9)), 1), MAX_AGENT_CIRCLES)
+    half_slice = 0.5 * length / n
+    offsets = np.zeros(MAX_AGENT_CIRCLES)
+    for j in range(n):
+        offsets[j] = -0.5 * length + half_slice * (2 * j + 1)
+    return n, math.sqrt(half_slice * half_slice + 0.25 * width * width), offsets
+
+
+@njit(cache=True)
+def ego_circles(length, width, rear_to_centre):
+    """(radius, offsets (EGO_CIRCLES,)) of the ego's body cover, offsets forward from the rear-axle centre."""
+    third = length / EGO_CIRCLES
+    offsets = np.empty(EGO_CIRCLES)
+    for i in range(EGO_CIRCLES):
+        offsets[i] = rear_to_centre - 0.5 * length + third * (i + 0.5)
+    return math.sqrt(0.25 * third * third + 0.25 * width * width), offsets
+
+
+@njit(cache=True)
+def collisions(
+    x, y, yaw, active, agent_pose, agent_prob, agent_length, agent_width, agent_margin,
+    ego_length, ego_width, ego_rear_to_centre, clearance_cap,
+):
+    """(prob (C,), clearance (C,)) of each active candidate against every mode of every agent.
+
+    The ego is covered by EGO_CIRCLES circles along its body, each agent box by
+    agent_circles(). A mode collides when at some common sample a circle pair's
+    gap (centre distance minus both radii) is below the agent's margin. prob is
+    the summed probability of the colliding modes; clearance is 0 when any mode
+    collides, else the smallest gap over all samples and modes, capped at
+    clearance_cap. Inactive candidates get NaN for both.
+
+    Broad phase, exact by the triangle inequality: per (agent, mode) and per
+    time chunk, boxes around the ego and agent positions grown by the bodies'
+    reach and by the distance that still matters (the margin, or the clearance
+    found so far); then per sample the distance between the two reference points.
+    """
+    n_c, n_s = x.shape
+    n_a, n_k, n_t_agent = agent_pose.shape[0], agent_pose.shape[1], agent_pose.shape[2]
+    n_t = min(n_s, n_t_agent)
+    prob = np.full(n_c, np.nan)
+    clearance = np.full(n_c, np.nan)
+
+    r_e, ego_off = ego_circles(ego_length, ego_width, ego_rear_to_centre)
+    ego_reach = max(abs(ego_off[0]), abs(ego_off[EGO_CIRCLES - 1])) + r_e  # around the rear-axle point
+
+    # Agents: circles, reach around the box centre, heading vectors, boxes per time chunk.
+    n_chunks = (n_t + BROAD_PHASE_CHUNK - 1) // BROAD_PHASE_CHUNK
+    n_circ = np.empty(n_a, np.int64)
+    r_a = np.empty(n_a)
+    a_off = np.empty((n_a, MAX_AGENT_CIRCLES))
+    a_reach = np.empty(n_a)
+    a_cos = np.empty((n_a, n_k, n_t))
+    a_sin = np.empty((n_a, n_k, n_t))
+    a_box = np.empty((n_a, n_k, n_chunks, 4))  # x_lo, x_hi, y_lo, y_hi of box centres
+    a_span = np.empty((n_a, n_k, 4))  # the same over all samples
+    for a in range(n_a):
+        n_circ[a], r_a[a], a_off[a] = agent_circles(agent_length[a], agent_width[a])
+        a_reach[a] = abs(a_off[a, 0]) + r_a[a]
+        for k in range(n_k):
+            a_span[a, k, 0] = np.inf
+            a_span[a, k, 1] = -np.inf
+            a_span[a, k, 2] = np.inf
+            a_span[a, k, 3] = -np.inf
+            for ch in range(n_chunks):
+                x_lo, x_hi, y_lo, y_hi = np.inf, -np.inf, np.inf, -np.inf
+                for t in range(ch * BROAD_PHASE_CHUNK, min((ch + 1) * BROAD_PHASE_CHUNK, n_t)):
+                    px = agent_pose[a, k, t, 0]
+                    py = agent_pose[a, k, t, 1]
+                    a_cos[a, k, t] = math.cos(agent_pose[a, k, t, 2])
+                    a_sin[a, k, t] = math.sin(agent_pose[a, k, t, 2])
+                    x_lo, x_hi = min(x_lo, px), max(x_hi, px)
+                    y_lo, y_hi = min(y_lo, py), max(y_hi, py)
+                a_box[a, k, ch, 0] = x_lo
+                a_box[a, k, ch, 1] = x_hi
+                a_box[a, k, ch, 2] = y_lo
+                a_box[a, k, ch, 3] = y_hi
+                a_span[a, k, 0] = min(a_span[a, k, 0], x_lo)
+                a_span[a, k, 1] = max(a_span[a, k, 1], x_hi)
+                a_span[a, k, 2] = min(a_span[a, k, 2], y_lo)
+                a_span[a, k, 3] = max(a_span[a, k, 3], y_hi)
+
+    # Scratch reused across candidates: the candidate's boxes and its heading vectors, filled on demand.
+    c_box = np.empty((n_chunks, 4))
+    c_span = np.empty(4)
+    e_cos = np.empty(n_t)
+    e_sin = np.empty(n_t)
+    e_stamp = np.full(n_t, -1, np.int64)  # e_cos[t], e_sin[t] belong to candidate e_stamp[t]
+
+    for c in range(n_c):
+        if not active[c]:
+            continue
+        c_span[0], c_span[1], c_span[2], c_span[3] = np.inf, -np.inf, np.inf, -np.inf
+        for ch in range(n_chunks):
+            x_lo, x_hi, y_lo, y_hi = np.inf, -np.inf, np.inf, -np.inf
+            for t in range(ch * BROAD_PHASE_CHUNK, min((ch + 1) * BROAD_PHASE_CHUNK, n_t)):
+                x_lo, x_hi = min(x_lo, x[c, t]), max(x_hi, x[c, t])
+                y_lo, y_hi = min(y_lo, y[c, t]), max(y_hi, y[c, t])
+            c_box[ch, 0] = x_lo
+            c_box[ch, 1] = x_hi
+            c_box[ch, 2] = y_lo
+            c_box[ch, 3] = y_hi
+            c_span[0] = min(c_span[0], x_lo)
+            c_span[1] = max(c_span[1], x_hi)
+            c_span[2] = min(c_span[2], y_lo)
+            c_span[3] = max(c_span[3], y_hi)
+
+        p_hit = 0.0
+        clr = clearance_cap
+        for a in range(n_a):
+            m = agent_margin[a]
+            rr = r_e + r_a[a]
+            reach = ego_reach + a_reach[a]
+            for k in range(n_k):
+                pk = agent_prob[a, k]
+                if not pk > 0.0:
+                    continue
+                grow = reach + max(m, clr)
+                if (
+                    c_span[0] - grow > a_span[a, k, 1] or a_span[a, k, 0] - grow > c_span[1]
+                    or c_span[2] - grow > a_span[a, k, 3] or a_span[a, k, 2] - grow > c_span[3]
+                ):
+                    continue
+                hit = False
+                for ch in range(n_chunks):
+                    grow = reach + max(m, clr)
+                    if (
+                        c_box[ch, 0] - grow > a_box[a, k, ch, 1] or a_box[a, k, ch, 0] - grow > c_box[ch, 1]
+                        or c_box[ch, 2] - grow > a_box[a, k, ch, 3] or a_box[a, k, ch, 2] - grow > c_box[ch, 3]
+                    ):
+                        continue
+                    for t in range(ch * BROAD_PHASE_CHUNK, min((ch + 1) * BROAD_PHASE_CHUNK, n_t)):
+                        ex = x[c, t]
+                        ey = y[c, t]
+                        ax = agent_pose[a, k, t, 0]
+                        ay = agent_pose[a, k, t, 1]
+                        lim = reach + max(m, clr)
+                        if (ax - ex) * (ax - ex) + (ay - ey) * (ay - ey) >= lim * lim:
+                            continue
+                        if e_stamp[t] != c:
+                            e_cos[t] = math.cos(yaw[c, t])
+                            e_sin[t] = math.sin(yaw[c, t])
+                            e_stamp[t] = c
+                        hit_lim = (rr + m) * (rr + m)
+                        for i in range(EGO_CIRCLES):
+                            ecx = ex + ego_off[i] * e_cos[t]
+                            ecy = ey + ego_off[i] * e_sin[t]
+                            for j in range(n_circ[a]):
+                                gx = ax + a_off[a, j] * a_cos[a, k, t] - ecx
+                                gy = ay + a_off[a, j] * a_sin[a, k, t] - ecy
+                                d2 = gx * gx + gy * gy
+                                if d2 < hit_lim:
+                                    hit = True
+                                    break
+                                if d2 < (rr + clr) * (rr + clr):
+                                    clr = math.sqrt(d2) - rr
+                            if hit:
+                                break
+                        if hit:
+                            break
+                    if hit:
+                        break
+                if hit:
+                    p_hit += pk
+                    clr = 0.0
+        prob[c] = p_hit
+        clearance[c] = max(clr, 0.0)
+    return prob, clearance
+
+
+# ---------------------------------------------------------------------------
+# Kernel 5: cost
+# ---------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _lane_offset(d, lane_width):
+    """Offset of d from the nearest lane centre (centres at multiples of lane_width)."""
+    return d - lane_width * math.floor(d / lane_width + 0.5)
+
+
+@njit(cache=True)
+def candidate_costs(
+    lat, lon, lat_index, lon_index, d_end, x, y, active, clearance,
+    s0, d0, lane_width, v_desired, has_lead, lead_s, lead_v, lead_d, ego_front,
+    previous_xy, weights, dt,
+):
+    """(total (C,), terms (C, N_COST_TERMS)) for the active candidates; inactive: inf and NaN.
+
+    Terms, unweighted (integrals are sums times dt over the N samples, means are over them):
+      JERK_LAT, JERK_LON: integral of d_dddot^2 and s_dddot^2;
+      OFFSET_TERMINAL: (end offset from the nearest lane centre)^2;
+      OFFSET_INTEGRATED: mean (offset of d(t) from the nearest lane centre)^2;
+      SPEED_ERROR: mean (s_dot - v_desired)^2;
+      PROGRESS: -(s at the horizon - s0) / horizon;
+      LEAD: mean over samples of, while |d - lead_d| < lane_width / 2 (the lead's corridor),
+            1 / time gap + 1 / time to collision when closing in, each floored at INVERSE_FLOOR;
+            the gap runs from the ego's front bumper to the lead's rear, which moves at lead_v;
+      PROXIMITY: 1 / clearance, clearance floored at INVERSE_FLOOR;
+      LANE_CHANGE: |d_end - centre of the lane at d0| / lane_width;
+      CONSISTENCY: mean distance to previous_xy (M, 2) at the same samples, over its finite rows
+                   (0 when M is 0 or none is finite).
+    """
+    n_c = lat_index.shape[0]
+    n_s = lat.shape[2]
+    total = np.full(n_c, np.inf)
+    terms = np.full((n_c, N_COST_TERMS), np.nan)
+    horizon = (n_s - 1) * dt
+    lane_now = d0 - _lane_offset(d0, lane_width)
+    n_prev = min(previous_xy.shape[0], n_s)
+    for c in range(n_c):
+        if not active[c]:
+            continue
+        L = lat[lat_index[c]]
+        G = lon[lon_index[c]]
+        jerk_lat = 0.0
+        jerk_lon = 0.0
+        offset = 0.0
+        speed = 0.0
+        lead = 0.0
+        for k in range(n_s):
+            jerk_lat += L[JERK, k] * L[JERK, k]
+            jerk_lon += G[JERK, k] * G[JERK, k]
+            off = _lane_offset(L[POS, k], lane_width)
+            offset += off * off
+            dv = G[VEL, k] - v_desired
+            speed += dv * dv
+            if has_lead and abs(L[POS, k] - lead_d) < 0.5 * lane_width:
+                gap = lead_s + lead_v * (k * dt) - (G[POS, k] + ego_front)
+                lead += 1.0 / max(gap / max(G[VEL, k], GAP_SPEED_MIN), INVERSE_FLOOR)
+                closing = G[VEL, k] - lead_v
+                if closing > 0.0:
+                    lead += 1.0 / max(gap / closing, INVERSE_FLOOR)
+        consistency = 0.0
+        n_valid = 0
+        for k in range(n_prev):
+            px = previous_xy[k, 0]
+            py = previous_xy[k, 1]
+            if math.isfinite(px) and math.isfinite(py):
+                consistency += math.sqrt((x[c, k] - px) ** 2 + (y[c, k] - py) ** 2)
+                n_valid += 1
+        off_end = _lane_offset(d_end[c], lane_width)
+        terms[c, JERK_LAT] = jerk_lat * dt
+        terms[c, JERK_LON] = jerk_lon * dt
+        terms[c, OFFSET_TERMINAL] = off_end * off_end
+        terms[c, OFFSET_INTEGRATED] = offset / n_s
+        terms[c, SPEED_ERROR] = speed / n_s
+        terms[c, PROGRESS] = -(G[POS, n_s - 1] - s0) / horizon
+        terms[c, LEAD] = lead / n_s
+        terms[c, PROXIMITY] = 1.0 / max(clearance[c], INVERSE_FLOOR)
+        terms[c, LANE_CHANGE] = abs(d_end[c] - lane_now) / lane_width
+        terms[c, CONSISTENCY] = consistency / n_valid if n_valid > 0 else 0.0
+        acc = 0.0
+        for j in range(N_COST_TERMS):
+            acc += weights[j] * terms[c, j]
+        total[c] = acc
+    return total, terms
+
+
+# ---------------------------------------------------------------------------
+# Kernel 6: pick
+# ---------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def lowest_cost(total, feasible, collision_prob):
+    """Index of the lowest finite cost among feasible candidates with collision probability 0; -1 if none."""
+    best = -1
+    best_cost = np.inf
+    for c in range(total.shape[0]):
+        if feasible[c] and collision_prob[c] == 0.0 and total[c] < best_cost:
+            best = c
+            best_cost = total[c]
+    return best
+
+
+# ---------------------------------------------------------------------------
+# Stages and the pipeline
+# ---------------------------------------------------------------------------
+
+
+def _empty_previous() -> np.ndarray:
+    return np.zeros((0, 2))
+
+
+def sample_paths(start: FrenetState, grid: SamplingGrid, params: PlannerParams) -> Lattice:
+    lead = grid.lead
+    follow_gap = grid.follow_gap if lead is not None else np.zeros(0)
+    lead_s, lead_v = (lead.s, lead.v) if lead is not None else (0.0, 0.0)
+    follow_base = lead_s - grid.standstill_gap - params.ego_front  # rear-axle s that puts the bumper the standstill gap behind
+    out = lattice_profiles(
+        start.s, start.s_dot, start.s_ddot, start.d, start.d_dot, start.d_ddot,
+        grid.d_end, grid.t_end, grid.v_target, grid.s_stop, follow_gap, follow_base, lead_v, grid.dt, grid.n_samples,
+    )
+    return Lattice(*out, dt=grid.dt)
+
+
+def to_cartesian(reference: ReferenceLine, lattice: Lattice) -> Cartesian:
+    r = reference
+    out = frenet_to_cartesian(r.s, r.xy, r.heading, r.kappa, r.dkappa, lattice.lat, lattice.lon, lattice.lat_index, lattice.lon_index)
+    return Cartesian(*out)
+
+
+def check_feasibility(reference: ReferenceLine, lattice: Lattice, cart: Cartesian, params: PlannerParams) -> Feasibility:
+    p = params
+    out = feasibility(
+        reference.s, reference.d_min, reference.d_max, lattice.lat, lattice.lon, lattice.lat_index, lattice.lon_index,
+        cart.v, cart.a, cart.kappa, p.v_max, p.a_min, p.a_max, p.a_lat_max, p.kappa_max,
+    )
+    return Feasibility(*out)
+
+
+def check_collisions(cart: Cartesian, active: np.ndarray, agents: Agents, params: PlannerParams) -> Collisions:
+    p = params
+    out = collisions(
+        cart.x, cart.y, cart.yaw, active, agents.pose, agents.prob, agents.length, agents.width, agents.margin,
+        p.ego_length, p.ego_width, p.ego_rear_to_centre, p.clearance_cap,
+    )
+    return Collisions(*out)
+
+
+def cost(
+    reference: ReferenceLine, start: FrenetState, grid: SamplingGrid, lattice: Lattice, cart: Cartesian,
+    active: np.ndarray, coll: Collisions, weights: CostWeights, previous: np.ndarray | None, params: PlannerParams,
+) -> Costs:
+    lead = grid.lead
+    out = candidate_costs(
+        lattice.lat, lattice.lon, lattice.lat_index, lattice.lon_index, lattice.d_end, cart.x, cart.y, active, coll.clearance,
+        start.s, start.d, reference.lane_width, grid.v_desired,
+        lead is not None, *((lead.s, lead.v, lead.d) if lead is not None else (0.0, 0.0, 0.0)), params.ego_front,
+        _empty_previous() if previous is None else np.asarray(previous, dtype=np.float64), weights.as_array(), grid.dt,
+    )
+    return Costs(*out)
+
+
+def pick(costs: Costs, feasible: np.ndarray, coll: Collisions) -> int:
+    return int(lowest_cost(costs.total, feasible, coll.prob))
+
+
+def plan_lattice(
+    reference: ReferenceLine,
+    start: FrenetState,
+    grid: SamplingGrid,
+    agents: Agents,
+    weights: CostWeights,
+    previous: np.ndarray | None = None,  # (M, 2) [m] the previous plan's x, y at this cycle's sample times
+    params: PlannerParams = PlannerParams(),
+) -> LatticeResult:
+    """One planning cycle: sample, convert, check, collide, cost, pick (index -1: stop safely)."""
+    lattice = sample_paths(start, grid, params)
+    cart = to_cartesian(reference, lattice)
+    feas = check_feasibility(reference, lattice, cart, params)
+    coll = check_collisions(cart, feas.feasible, agents, params)
+    costs = cost(reference, start, grid, lattice, cart, feas.feasible, coll, weights, previous, params)
+    index = pick(costs, feas.feasible, coll)
+    return LatticeResult(index=index, lattice=lattice, cartesian=cart, feasibility=feas, collisions=coll, costs=costs)

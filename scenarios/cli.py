@@ -1,0 +1,96 @@
+"""The `drivestack` command."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _cmd_validate(args) -> int:
+    from scenarios.loader import load_cases, suite_files
+
+    files = [p for target in args.paths for p in suite_files(target)]
+    if not files:
+        print(f"no scenario files found in {args.paths}", file=sys.stderr)
+        return 2
+    cases, errors = load_cases(args.paths, sweep=True)
+    for err in errors:
+        print(err, file=sys.stderr)
+    ok = len(files) - len(errors)
+    print(f"{ok} of {len(files)} files valid ({len(cases)} runnable variants with sweeps)")
+    return 1 if errors else 0
+
+
+def _cmd_schema(args) -> int:
+    from scenarios.loader import json_schema
+
+    text = json_schema()
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}")
+    else:
+        print(text)
+    return 0
+
+
+def _cmd_run(args) -> int:
+    from scenarios.loader import load_cases
+    from scenarios.runs import format_table, run_case, write_results
+
+    cases, errors = load_cases(args.paths, sweep=args.sweep)
+    if errors:
+        for err in errors:
+            print(err, file=sys.stderr)
+        print("nothing was run: fix the scenario files above", file=sys.stderr)
+        return 2
+    if not cases:
+        print(f"no scenario files found in {args.paths}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    rows = []
+    for case in cases:
+        row = run_case(case, seed=args.seed, planner=args.planner, perception=args.perception, log_dir=out / "logs")
+        rows.append(row)
+        status = f"error: {row['error']}" if row["error"] else f"score {row['score']:.1f}"
+        print(f"  {row['scenario']} (seed {row['seed']}): {status}", file=sys.stderr, flush=True)
+    print(format_table(rows))
+    path = write_results(rows, out)
+    print(f"results: {path}")
+    failed = [r for r in rows if r["error"]]
+    for r in failed:
+        print(f"{r['scenario']}: {r['traceback']}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from scenarios.runs import PERCEPTIONS, PLANNERS
+
+    parser = argparse.ArgumentParser(prog="drivestack", description="autonomous-driving stack and simulator")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run scenarios (files, folders or shipped suite names) headless")
+    p.add_argument("paths", nargs="+", help="scenario file, folder, or a shipped suite: highway, urban, all")
+    p.add_argument("--seed", type=int, default=None, help="override every scenario's seed")
+    p.add_argument("--out", default="runs/latest", help="output folder for results.json and logs")
+    p.add_argument("--planner", default="idm", choices=PLANNERS)
+    p.add_argument("--perception", default="oracle", choices=PERCEPTIONS)
+    p.add_argument("--sweep", action="store_true", help="expand sweep parameters into variants")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("validate", help="check scenario files without running them")
+    p.add_argument("paths", nargs="+")
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("schema", help="print or write the scenario JSON schema for editors")
+    p.add_argument("--out", default=None)
+    p.set_defaults(func=_cmd_schema)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""Run scenario cases through the closed loop and score them.
+
+A case that raises becomes an error row with its traceback; the rest go on.
+"""
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from scenarios.loader import ScenarioCase
+from scenarios.metrics import compute_metrics
+
+PLANNERS = ("idm",)
+PERCEPTIONS = ("oracle",)
+
+
+def make_planner(name: str):
+    if name == "idm":
+        from planning.idm_planner import IDMPlanner
+        return IDMPlanner()
+    raise ValueError(f"unknown planner '{name}'; expected one of {list(PLANNERS)}")
+
+
+def make_stack(world, planner: str = "idm", perception: str = "oracle"):
+    from control.tracking import TrackingController
+    from perception.oracle import OraclePerception
+    from planning.prediction import ConstantVelocityPredictor
+    from sim.runner import Stack
+
+    if perception != "oracle":
+        raise ValueError(f"unknown perception '{perception}'; expected one of {list(PERCEPTIONS)}")
+    noise = world.scenario.perception_noise
+    perceive = OraclePerception(noise.position, noise.velocity, noise.range, seed=world.sensor_seed)
+    return Stack(perception=perceive, predictor=ConstantVelocityPredictor(), planner=make_planner(planner),
+                 controller=TrackingController(), perception_name=perception)
+
+
+def ego_route(world):
+    from planning.route import build_route, route_from_goal
+
+    scn, road = world.scenario, world.road
+    if scn.ego.route:
+        lanes = [road.lane(name).id for name in scn.ego.route]
+    else:
+        lanes = route_from_goal(road, road.lane(scn.ego.lane).id, road.lane(scn.ego.goal.lane).id)
+    return build_route(road, lanes, scn.ego.goal.s)
+
+
+def suite_of(case: ScenarioCase) -> str:
+    return Path(case.path).parent.name
+
+
+def run_case(case: ScenarioCase, seed: int | None = None, planner: str = "idm", perception: str = "oracle",
+             log_dir: str | Path | None = None) -> dict:
+    """One closed-loop run: a result row (see results.json in the README)."""
+    from sim.runner import run_closed_loop
+    from sim.world import World
+
+    scn = case.scenario
+    row = {"scenario": scn.name, "family": case.family, "suite": suite_of(case), "file": case.path,
+           "seed": int(scn.seed if seed is None else seed), "variant": case.variant, "planner": planner,
+           "perception": perception, "score": None, "passed": False, "metrics": {}, "failures": [],
+           "error": None, "log": None}
+    start = time.perf_counter()
+    try:
+        world = World(scn, row["seed"])
+        route = ego_route(world)
+        stack = make_stack(world, planner, perception)
+        log = run_closed_loop(world, stack, route)
+        result = compute_metrics(log, world.road, scn.criteria.model_dump())
+        row.update(score=float(result.score), passed=bool(result.passed),
+                   metrics={k: _jsonable(v) for k, v in result.metrics.items()},
+                   failures=[{"metric": f.metric, "time": _jsonable(f.time), "actor": f.actor, "why": f.why}
+                             for f in result.failures])
+        if not np.isfinite(row["score"]):
+            raise ValueError(f"score is not finite: {row['score']}")
+        if log_dir is not None:
+            Path(log_dir).mkdir(parents=True, exist_ok=True)
+            path = Path(log_dir) / f"{_safe(scn.name)}_seed{row['seed']}.npz"
+            log.meta["file"] = case.path
+            row["log"] = str(log.save(path))
+        row["plan_ms_median"] = float(np.nanmedian(log.timings[:, 2]) * 1e3) if len(log.timings) else None
+    except Exception as err:  # noqa: BLE001 - a failing case becomes an error row
+        row["error"] = f"{type(err).__name__}: {err}"
+        row["traceback"] = traceback.format_exc()
+        row["score"] = 0.0
+    row["wall_time"] = time.perf_counter() - start
+    return row
+
+
+def summarise(rows: list[dict]) -> dict:
+    done = [r for r in rows if r["error"] is None]
+    scores = [r["score"] for r in done]
+    return {
+        "runs": len(rows),
+        "errors": len(rows) - len(done),
+        "mean_score": float(np.mean(scores)) if scores else 0.0,
+        "passed": sum(1 for r in done if r["passed"]),
+        "collisions": int(sum(r["metrics"].get("at_fault_collisions", 0) for r in done)),
+        "red_light_violations": int(sum(r["metrics"].get("red_light_violations", 0) for r in done)),
+    }
+
+
+def write_results(rows: list[dict], out_dir: str | Path) -> Path:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "results.json"
+    path.write_text(json.dumps({"runs": rows, "summary": summarise(rows)}, indent=2))
+    return path
+
+
+def format_table(rows: list[dict]) -> str:
+    width = max([len(r["scenario"]) for r in rows] + [8])
+    lines = [f"{'scenario':<{width}}  {'seed':>4}  {'score':>6}  failed criteria"]
+    lines.append("-" * len(lines[0]) + "-" * 20)
+    for r in rows:
+        if r["error"]:
+            what = "ERROR " + r["error"].splitlines()[0][:100]
+        else:
+            what = ", ".join(sorted({f["metric"] for f in r["failures"]})) or "-"
+        lines.append(f"{r['scenario']:<{width}}  {r['seed']:>4}  {r['score']:>6.1f}  {what}")
+    s = summarise(rows)
+    lines.append(f"mean score {s['mean_score']:.1f} over {s['runs']} runs; {s['errors']} errors; "
+                 f"{s['collisions']} at-fault collisions; {s['red_light_violations']} red-light violations")
+    return "\n".join(lines)
+
+
+def _jsonable(v):
+    if isinstance(v, (np.floating, float)):
+        v = float(v)
+        return v if np.isfinite(v) else (None if np.isnan(v) else ("inf" if v > 0 else "-inf"))
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, np.bool_):
+        return bool(v)
+    return v
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)

@@ -1,0 +1,142 @@
+"""Messages that cross package boundaries.
+
+Frozen dataclasses of read-only NumPy arrays, SI units. World frame: x east,
+y north, z up. Ego frame: x forward, y left, origin at the rear-axle centre.
+Yaw is counter-clockwise in radians; time is seconds from scenario start.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+
+def frozen_array(a, dtype=np.float64) -> np.ndarray:
+    """Copy `a` into a new read-only array, so a frozen message stays frozen."""
+    out = np.array(a, dtype=dtype, copy=True)
+    out.flags.writeable = False
+    return out
+
+
+def _freeze_fields(obj, names: tuple[str, ...], dtype=np.float64) -> None:
+    for name in names:
+        object.__setattr__(obj, name, frozen_array(getattr(obj, name), dtype))
+
+
+# Actor classes shared by the simulator, perception and planning.
+CLASS_NAMES = ("car", "truck", "pedestrian", "cyclist", "static")
+CAR, TRUCK, PEDESTRIAN, CYCLIST, STATIC = range(5)
+VULNERABLE = (PEDESTRIAN, CYCLIST)
+
+
+@dataclass(frozen=True)
+class EgoState:
+    x: float  # [m] rear-axle centre, world frame
+    y: float  # [m]
+    yaw: float  # [rad]
+    v: float  # [m/s] longitudinal speed
+    a: float  # [m/s^2] longitudinal acceleration
+    steer: float  # [rad] front-wheel angle
+    t: float  # [s]
+
+
+@dataclass(frozen=True)
+class Control:
+    steer: float  # [rad] commanded front-wheel angle
+    accel: float  # [m/s^2] commanded longitudinal acceleration
+    note: str = ""  # set by a controller that substituted a safe command
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    t: np.ndarray  # (T,) [s] absolute time
+    x: np.ndarray  # (T,) [m]
+    y: np.ndarray  # (T,) [m]
+    yaw: np.ndarray  # (T,) [rad]
+    v: np.ndarray  # (T,) [m/s]
+    a: np.ndarray  # (T,) [m/s^2]
+    kappa: np.ndarray  # (T,) [1/m]
+
+    def __post_init__(self):
+        _freeze_fields(self, ("t", "x", "y", "yaw", "v", "a", "kappa"))
+        n = self.t.shape[0]
+        for name in ("x", "y", "yaw", "v", "a", "kappa"):
+            if getattr(self, name).shape != (n,):
+                raise ValueError(f"Trajectory.{name} must have shape ({n},), got {getattr(self, name).shape}")
+
+    def __len__(self) -> int:
+        return int(self.t.shape[0])
+
+    def sample(self, t: float) -> dict[str, float]:
+        """Linear interpolation of every field at absolute time t (clamped)."""
+        return {name: float(np.interp(t, self.t, getattr(self, name))) for name in ("x", "y", "yaw", "v", "a", "kappa")}
+
+
+@dataclass(frozen=True)
+class TrackedObject:
+    id: int
+    cls: int  # index into CLASS_NAMES
+    x: float  # [m] box centre, world frame
+    y: float  # [m]
+    yaw: float  # [rad]
+    vx: float  # [m/s] world frame
+    vy: float  # [m/s]
+    length: float  # [m]
+    width: float  # [m]
+    covariance: np.ndarray = field(default_factory=lambda: np.eye(4) * 0.01)  # (4, 4) over x, y, vx, vy
+    relevance: float = 1.0  # [0, 1] from the attention module; 1 when attention is off
+
+    def __post_init__(self):
+        _freeze_fields(self, ("covariance",))
+
+    @property
+    def speed(self) -> float:
+        return float(np.hypot(self.vx, self.vy))
+
+
+@dataclass(frozen=True)
+class LaneEstimate:
+    xy: np.ndarray  # (N, 2) [m] polyline in the ego frame
+    marking: str  # "solid" | "dashed"
+    position: int  # -2, -1 (left of ego lane), 1, 2 (right); ego boundaries are -1 and 1
+    confidence: float
+
+    def __post_init__(self):
+        _freeze_fields(self, ("xy",))
+
+
+@dataclass(frozen=True)
+class PerceptionOutput:
+    t: float  # [s]
+    objects: tuple[TrackedObject, ...]
+    lanes: tuple[LaneEstimate, ...] = ()
+    light_states: dict = field(default_factory=dict)  # light name -> "green" | "yellow" | "red"
+    attention: np.ndarray | None = None  # (h, w) map summing to 1, or None
+    latency: float = 0.0  # [s]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    agent_ids: np.ndarray  # (A,) int
+    xy: np.ndarray  # (A, K, T, 2) [m] world frame
+    prob: np.ndarray  # (A, K) mode probabilities, rows sum to 1
+    dt: float  # [s] between prediction steps; xy[:, :, 0] is at t0 + dt
+    t0: float  # [s]
+    length: np.ndarray  # (A,) [m]
+    width: np.ndarray  # (A,) [m]
+    yaw: np.ndarray  # (A, K, T) [rad]
+
+    def __post_init__(self):
+        _freeze_fields(self, ("xy", "prob", "length", "width", "yaw"))
+        object.__setattr__(self, "agent_ids", frozen_array(self.agent_ids, np.int64))
+
+
+class Planner(Protocol):
+    name: str
+
+    def plan(self, inp) -> Trajectory: ...
+
+
+class Predictor(Protocol):
+    def predict(self, perception: PerceptionOutput, horizon: float, dt: float) -> Prediction: ...
