@@ -68,40 +68,51 @@ def frenet_to_world(ref: ReferenceLine, s: np.ndarray, d: np.ndarray, d_rate: np
     return np.stack([x - d * np.sin(th), y + d * np.cos(th), yaw], axis=-1)
 
 
-def traffic(ref: ReferenceLine, rng: np.random.Generator, n_agents: int = 30) -> tuple[Agents, Lead]:
-    """Vehicles over the whole road in all three lanes, each with 3 modes: keep lane, change lane, brake."""
+def traffic(ref: ReferenceLine, rng: np.random.Generator, ego_s: float, n_agents: int = 30) -> tuple[Agents, Lead]:
+    """Vehicles over the whole road in three lanes (slow right, fast left), each with 3 modes.
+
+    Modes: keep the lane at constant speed (0.6), keep it while braking at
+    1.5 m/s^2 (0.3), change to a neighbouring lane over 4 s (0.1). The ego's
+    lane is clear from 25 m behind it to the lead, 35 m ahead at 11 m/s.
+    """
     t = DT * np.arange(N_SAMPLES)
-    s0 = np.sort(rng.uniform(0.0, 290.0, n_agents))
     lane = rng.integers(-1, 2, n_agents)
-    v0 = rng.uniform(8.0, 18.0, n_agents)
-    lead = int(np.argmin(np.where((lane == 0) & (s0 > 50.0), s0, np.inf)))  # the first car ahead in the ego's lane
-    s0[lead], v0[lead] = 65.0, 11.0
+    s0 = rng.uniform(0.0, 290.0, n_agents)
+    lead = 0
+    lane[lead], s0[lead] = 0, ego_s + 35.0
+    too_close = (lane == 0) & (s0 > ego_s - 25.0) & (s0 < ego_s + 35.0)
+    too_close[lead] = False
+    s0[too_close] += 70.0
+    v0 = np.where(lane < 0, rng.uniform(10.0, 13.0, n_agents), np.where(lane > 0, rng.uniform(16.0, 20.0, n_agents), rng.uniform(13.0, 16.0, n_agents)))
+    v0[lead] = 11.0
     length = np.where(rng.uniform(size=n_agents) < 0.2, 10.0, 4.6)
+    length[lead] = 4.6
     width = np.where(length > 5.0, 2.5, 1.9)
     pose = np.empty((n_agents, 3, N_SAMPLES, 3))
+    zeros = np.zeros(N_SAMPLES)
     for a in range(n_agents):
-        d_lane = LANE_WIDTH * lane[a]
+        d_lane = np.full(N_SAMPLES, LANE_WIDTH * lane[a])
         keep_s = s0[a] + v0[a] * t
-        side = 1 if lane[a] <= 0 else -1
+        brake_v = np.maximum(v0[a] - 1.5 * t, 0.0)
+        brake_s = s0[a] + np.concatenate([[0.0], np.cumsum(0.5 * (brake_v[1:] + brake_v[:-1]) * DT)])
+        side = rng.choice([-1, 1]) if lane[a] == 0 else -lane[a]
         tau = np.clip(t / 4.0, 0.0, 1.0)
         change_d = d_lane + side * LANE_WIDTH * (10 * tau**3 - 15 * tau**4 + 6 * tau**5)
         change_rate = side * LANE_WIDTH * (30 * tau**2 - 60 * tau**3 + 30 * tau**4) / 4.0
-        brake_v = np.maximum(v0[a] - 2.5 * t, 0.0)
-        brake_s = s0[a] + np.cumsum(np.concatenate([[0.0], 0.5 * (brake_v[1:] + brake_v[:-1]) * DT]))
-        zeros = np.zeros(N_SAMPLES)
-        pose[a, 0] = frenet_to_world(ref, keep_s, np.full(N_SAMPLES, d_lane), zeros, np.full(N_SAMPLES, v0[a]))
-        pose[a, 1] = frenet_to_world(ref, keep_s, change_d, change_rate, np.full(N_SAMPLES, v0[a]))
-        pose[a, 2] = frenet_to_world(ref, brake_s, np.full(N_SAMPLES, d_lane), zeros, brake_v)
-    prob = np.tile([0.6, 0.25, 0.15], (n_agents, 1))
+        speed = np.full(N_SAMPLES, v0[a])
+        pose[a, 0] = frenet_to_world(ref, keep_s, d_lane, zeros, speed)
+        pose[a, 1] = frenet_to_world(ref, brake_s, d_lane, zeros, brake_v)
+        pose[a, 2] = frenet_to_world(ref, keep_s, change_d, change_rate, speed)
+    prob = np.tile([0.6, 0.3, 0.1], (n_agents, 1))
     agents = Agents(pose=pose, prob=prob, length=length, width=width, margin=0.3)
-    return agents, Lead(s=s0[lead] - 0.5 * length[lead], v=v0[lead], d=LANE_WIDTH * lane[lead])
+    return agents, Lead(s=s0[lead] - 0.5 * length[lead], v=v0[lead], d=0.0)
 
 
 def scenario(seed: int):
     rng = np.random.default_rng(seed)
     ref = curved_reference()
-    agents, lead = traffic(ref, rng)
     start = FrenetState(s=30.0, s_dot=15.0, s_ddot=0.0, d=0.2, d_dot=0.0, d_ddot=0.0)
+    agents, lead = traffic(ref, rng, start.s)
     grid = SamplingGrid(
         d_end=np.array([-2, -1, -1.5 / LANE_WIDTH, -1 / LANE_WIDTH, -0.5 / LANE_WIDTH, 0, 0.5 / LANE_WIDTH, 1 / LANE_WIDTH, 1.5 / LANE_WIDTH, 1, 2]) * LANE_WIDTH,
         t_end=np.arange(3.0, 9.0),

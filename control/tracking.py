@@ -30,6 +30,8 @@ class TrackingConfig:
     limits: VehicleLimits = field(default_factory=VehicleLimits)
     first_dt: float = 0.05  # [s] step assumed on the first call, before a previous time exists
     safe_accel: float = -4.0  # [m/s^2] commanded whenever an input or output is not finite
+    standstill_speed: float = 0.2  # [m/s] reference and ego both slower, reference not accelerating: hold
+    hold_decel: float = 1.0  # [m/s^2] braking that holds the car at standstill
 
     def __post_init__(self):
         if self.lateral not in LATERAL_LAWS:
@@ -40,6 +42,9 @@ class TrackingConfig:
             raise ValueError(f"TrackingConfig.first_dt must be a positive number, got {self.first_dt!r}")
         if not (math.isfinite(self.safe_accel) and self.safe_accel < 0.0):
             raise ValueError(f"TrackingConfig.safe_accel must be a negative number, got {self.safe_accel!r}")
+        for name in ("standstill_speed", "hold_decel"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0.0):
+                raise ValueError(f"TrackingConfig.{name} must be a finite number >= 0, got {getattr(self, name)!r}")
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,9 @@ class TrackingController:
         v_ref, a_ref = self._speed_reference(ego, traj, path_xy)
         accel, pid_state = longitudinal_pid(ego.v, v_ref, a_ref, state.pid, dt, cfg.pid,
                                             accel_min=-lim.max_decel, accel_max=lim.max_accel)
+        if v_ref < cfg.standstill_speed and a_ref <= 0.0 and ego.v < cfg.standstill_speed:
+            accel = min(accel, -cfg.hold_decel)  # hold the brake; no integral may creep the car forward
+            pid_state = PIDState()
         if not (math.isfinite(steer) and math.isfinite(accel)):
             return self._safe(state, ego, "non-finite controller output")
         steer = min(max(steer, -lim.max_steer), lim.max_steer)

@@ -16,8 +16,9 @@ binds first, in priority order:
 Stops are virtual stopped obstacles. Every candidate gives an IDM
 acceleration and the smallest wins, so a far red light is not hidden by a
 nearer moving car. Objects move along their prediction while the ego moves,
-and the gap is re-evaluated at every step. As a guard the plan never puts the
-ego's front past a red line or into an object in its lane.
+and the gap is re-evaluated at every step. The plan's acceleration rises at
+most max_jerk_up (braking is never delayed). As a guard the plan never puts
+the ego's front past a line it stops for or into an object ahead in its lane.
 """
 from __future__ import annotations
 
@@ -42,11 +43,14 @@ class IDMConfig:
     min_gap: float = 2.5  # s0 [m]
     delta: float = 4.0  # free-road exponent
     max_decel: float = 8.0  # [m/s^2] strongest braking the plan may ask for
+    max_jerk_up: float = 2.5  # [m/s^3] how fast the acceleration may rise (braking onset is never limited)
     horizon: float = 8.0  # [s]
     dt: float = 0.1  # [s]
     max_lat_accel: float = 2.5  # [m/s^2] curve speed: v^2 |kappa| <= this
     anticipation_decel: float = 1.0  # [m/s^2] how early the free speed falls before a curve or a lower limit
-    lateral_margin: float = 0.3  # [m] added to the in-lane test for objects
+    speed_preview: float = 1.0  # [s] the free speed is read this far ahead of the ego's front
+    overspeed_gain: float = 2.0  # [1/s] above the free speed, brake at least this times the excess
+    lateral_margin: float = 0.0  # [m] added to the in-lane test for objects (0: touching the lane edge counts)
     anticipation: float = 1.0  # [s] an object about to enter the lane already counts as in it
     hard_gap: float = 0.5  # [m] the plan never brings the ego's front closer to an object in its lane
     yellow_max_decel: float = 3.0  # [m/s^2] stop for yellow only if this suffices
@@ -114,7 +118,8 @@ class IDMPlanner:
                  + crosswalk_stops(route, tracks, s_ego, times, cfg)
                  + [VirtualStop(rest=route.s[-1] + cfg.ego_front, hard=route.s[-1] + cfg.ego_front,
                                 why="route_end")])
-        s, v, a, why = integrate_idm(s_ego, v_ego, route.s, free_speed, tracks, stops, cfg)
+        a_ego = min(max(ego.a, -cfg.max_decel), cfg.max_accel) if math.isfinite(ego.a) else 0.0
+        s, v, a, why = integrate_idm(s_ego, v_ego, a_ego, route.s, free_speed, tracks, stops, cfg)
         self.behaviour = why
         return trajectory_along_route(route, times, s, v, a)
 
@@ -148,8 +153,8 @@ def object_tracks(perception: PerceptionOutput, prediction: Prediction, route: R
                   reach: float, times: np.ndarray, cfg: IDMConfig) -> ObjectTracks:
     """Every tracked object along the route at the plan times, on its most likely predicted mode.
 
-    An object without a prediction keeps its measured velocity. Beyond the end
-    of the prediction an object keeps its last predicted velocity.
+    An object without a (finite) prediction keeps its measured velocity. Beyond
+    the end of the prediction an object keeps its last predicted velocity.
     """
     objs = [o for o in perception.objects
             if all(math.isfinite(q) for q in (o.x, o.y, o.length, o.width))]
@@ -159,16 +164,18 @@ def object_tracks(perception: PerceptionOutput, prediction: Prediction, route: R
         return ObjectTracks(empty, empty, empty, empty, empty.astype(bool), empty.astype(bool),
                             np.zeros(0, dtype=bool))
     rows = {int(a): r for r, a in enumerate(prediction.agent_ids)}
+    pred_t = prediction.t0 + prediction.dt * np.arange(1, prediction.xy.shape[2] + 1)
+    later = pred_t > perception.t
     pos = np.empty((len(objs), n, 2))
     yaw = np.empty((len(objs), n))
     for i, o in enumerate(objs):
         yaw0 = o.yaw if math.isfinite(o.yaw) else 0.0
         r = rows.get(int(o.id))
-        if r is not None and prediction.xy.shape[2] > 0:
-            k = int(np.argmax(prediction.prob[r]))
-            ts = np.concatenate([[perception.t], prediction.t0 + prediction.dt * np.arange(1, prediction.xy.shape[2] + 1)])
-            xy = np.concatenate([[[o.x, o.y]], prediction.xy[r, k]])
-            yaws = np.unwrap(np.concatenate([[yaw0], prediction.yaw[r, k]]))
+        k = int(np.argmax(prediction.prob[r])) if r is not None else 0
+        if r is not None and np.any(later) and np.all(np.isfinite(prediction.xy[r, k])):
+            ts = np.concatenate([[perception.t], pred_t[later]])
+            xy = np.concatenate([[[o.x, o.y]], prediction.xy[r, k][later]])
+            yaws = np.unwrap(np.concatenate([[yaw0], np.nan_to_num(prediction.yaw[r, k][later], nan=yaw0)]))
         else:
             vx = o.vx if math.isfinite(o.vx) else 0.0
             vy = o.vy if math.isfinite(o.vy) else 0.0
@@ -178,7 +185,7 @@ def object_tracks(perception: PerceptionOutput, prediction: Prediction, route: R
         pos[i] = _positions_at(times, ts, xy)
         yaw[i] = np.interp(times, ts, yaws)
 
-    s, d = project_to_route(route, pos.reshape(-1, 2), hint_s=s_ego, window=(-30.0, reach))
+    s, d = project_to_route(route, pos.reshape(-1, 2), hint_s=s_ego, window=(-30.0, reach), fallback=False)
     s, d = s.reshape(len(objs), n), d.reshape(len(objs), n)
     heading = np.interp(s, route.s, np.unwrap(route.heading))
     rel = yaw - heading
@@ -264,34 +271,43 @@ def crosswalk_stops(route: Route, tracks: ObjectTracks, s_ego: float, times: np.
 def idm_accel(v: float, v0: float, gap: np.ndarray, v_lead: np.ndarray, cfg: IDMConfig) -> np.ndarray:
     """IDM acceleration [m/s^2] behind leaders at `gap` [m] moving at `v_lead` [m/s].
 
-    The free-road part a (1 - (v/v0)^delta) is floored at -comfort_decel, so a
-    speed above v0 is shed comfortably rather than at the model's steep rate.
+    Above v0 the free-road part a (1 - (v/v0)^delta) is made at least
+    overspeed_gain times the excess (plain IDM sheds a small excess too slowly
+    to meet a curve's speed) and floored at -comfort_decel (it sheds a large
+    excess far too steeply).
     """
-    free = max(cfg.max_accel * (1.0 - (v / max(v0, 0.1)) ** cfg.delta), -cfg.comfort_decel)
+    v0 = max(v0, 0.1)
+    free = cfg.max_accel * (1.0 - (v / v0) ** cfg.delta)
+    if v > v0:
+        free = max(min(free, -cfg.overspeed_gain * (v - v0)), -cfg.comfort_decel)
     s_star = cfg.min_gap + np.maximum(0.0, v * cfg.time_gap
                                       + v * (v - v_lead) / (2.0 * math.sqrt(cfg.max_accel * cfg.comfort_decel)))
     return free - cfg.max_accel * (s_star / np.maximum(gap, 0.1)) ** 2
 
 
-def integrate_idm(s_ego: float, v_ego: float, route_s: np.ndarray, free_speed: np.ndarray, tracks: ObjectTracks,
-                  stops: list[VirtualStop], cfg: IDMConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+def integrate_idm(s_ego: float, v_ego: float, a_ego: float, route_s: np.ndarray, free_speed: np.ndarray,
+                  tracks: ObjectTracks, stops: list[VirtualStop],
+                  cfg: IDMConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     """Ego s, v, a along the route at the plan times, and what bound the first step.
 
     At each step every leader (objects in the path ahead of the ego's rear
     axle, and the virtual stops) gives an IDM acceleration; the smallest is
-    applied, within [-max_decel, max_accel]. The ego's front never passes a
-    stop's hard line nor comes within hard_gap of an object in its lane.
+    applied, within [-max_decel, max_accel], rising from the ego's current
+    acceleration a_ego at most max_jerk_up. The ego's front never passes a
+    stop's hard line nor comes within hard_gap of the rear of an object ahead
+    in its lane.
     """
-    n = tracks.centre_s.shape[1] if tracks.centre_s.shape[0] else int(round(cfg.horizon / cfg.dt)) + 1
+    n = tracks.centre_s.shape[1]
     s = np.empty(n)
     v = np.empty(n)
     s[0], v[0] = s_ego, v_ego
     stop_rest = np.array([st.rest for st in stops])
     stop_hard = np.array([st.hard for st in stops])
     why_first = "cruise"
+    a_prev = a_ego
     for k in range(n - 1):
         front = s[k] + cfg.ego_front
-        v0 = float(np.interp(front, route_s, free_speed))
+        v0 = float(np.min(np.interp([front, front + v[k] * cfg.speed_preview], route_s, free_speed)))
         ahead = tracks.in_path[:, k] & (tracks.centre_s[:, k] > s[k])
         gaps = np.concatenate([tracks.rear_s[ahead, k] - front, stop_rest + cfg.min_gap - front])
         v_lead = np.concatenate([tracks.v[ahead, k], np.zeros(len(stops))])
@@ -302,7 +318,7 @@ def integrate_idm(s_ego: float, v_ego: float, route_s: np.ndarray, free_speed: n
             free = float(idm_accel(v[k], v0, np.array([_INF]), np.zeros(1), cfg)[0])
             if acc < free - 0.05:  # a leader that changes the command noticeably
                 why_first = "follow" if j < int(ahead.sum()) else stops[j - int(ahead.sum())].why
-        acc = min(max(acc, -cfg.max_decel), cfg.max_accel)
+        acc = min(max(acc, -cfg.max_decel), cfg.max_accel, a_prev + cfg.max_jerk_up * cfg.dt)
         v_next = v[k] + acc * cfg.dt
         if v_next < 0.0:  # comes to rest within the step
             ds = v[k] ** 2 / (2.0 * -acc) if acc < 0.0 else 0.0
@@ -310,13 +326,14 @@ def integrate_idm(s_ego: float, v_ego: float, route_s: np.ndarray, free_speed: n
         else:
             ds = 0.5 * (v[k] + v_next) * cfg.dt
         s_next = s[k] + ds
-        blocking = tracks.in_lane[:, k + 1] & (tracks.centre_s[:, k + 1] > s[k])
+        blocking = tracks.in_lane[:, k + 1] & (tracks.rear_s[:, k + 1] > front)  # overlaps are past guarding
         limit = min(float(np.min(stop_hard, initial=_INF)),
                     float(np.min(tracks.rear_s[blocking, k + 1], initial=_INF)) - cfg.hard_gap)
         if s_next + cfg.ego_front > limit:
             s_next = max(s[k], limit - cfg.ego_front)
             v_next = 0.0
         s[k + 1], v[k + 1] = s_next, v_next
+        a_prev = (v_next - v[k]) / cfg.dt
     a = np.empty(n)
     a[:-1] = np.diff(v) / cfg.dt
     a[-1] = a[-2] if n > 1 else 0.0

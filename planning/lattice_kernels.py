@@ -5,7 +5,7 @@ for dynamic street scenarios in a Frenet frame". `plan_lattice` reads like the
 paper:
 
     lattice = sample_paths(start, grid, params)       # polynomials in s(t) and d(t)
-    cart = to_cartesian(reference, lattice)           # x, y, yaw, v, a, kappa
+    cart = to_cartesian(reference, lattice)           # x, y, yaw, v, a, kappa (and cos, sin of yaw)
     feas = check_feasibility(reference, lattice, cart, params)
     coll = check_collisions(cart, feas.feasible, agents, params)
     costs = cost(reference, start, grid, lattice, cart, feas.feasible, coll, weights, previous, params)
@@ -67,7 +67,6 @@ GAP_SPEED_MIN = 0.1  # [m/s] speed floor when turning a gap into a time gap
 INVERSE_FLOOR = 0.1  # [s] or [m] floor under time gap, time to collision and clearance in the inverse cost terms
 EGO_CIRCLES = 3  # circles covering the ego body
 MAX_AGENT_CIRCLES = 5  # circles covering an agent box, at most
-BROAD_PHASE_CHUNK = 10  # [samples] time window of the collision broad phase's boxes
 
 
 # ---------------------------------------------------------------------------
@@ -300,12 +299,14 @@ class Cartesian:
     x: np.ndarray  # (C, N) [m] rear-axle centre, world frame
     y: np.ndarray  # (C, N) [m]
     yaw: np.ndarray  # (C, N) [rad] direction of travel
+    cos_yaw: np.ndarray  # (C, N) cos(yaw), sin(yaw): the unit heading, computed without trig, for the collision check
+    sin_yaw: np.ndarray  # (C, N)
     v: np.ndarray  # (C, N) [m/s]
     a: np.ndarray  # (C, N) [m/s^2] along the direction of travel
     kappa: np.ndarray  # (C, N) [1/m]
 
     def __post_init__(self):
-        for name in ("x", "y", "yaw", "v", "a", "kappa"):
+        for name in ("x", "y", "yaw", "cos_yaw", "sin_yaw", "v", "a", "kappa"):
             _sealed(getattr(self, name))
 
 
@@ -506,7 +507,7 @@ def _wrap(a):
 
 @njit(cache=True)
 def frenet_to_cartesian(ref_s, ref_xy, ref_heading, ref_kappa, ref_dkappa, lat, lon, lat_index, lon_index):
-    """x, y, yaw, v, a, kappa (each (C, N)) of every candidate sample.
+    """x, y, yaw, cos_yaw, sin_yaw, v, a, kappa (each (C, N)) of every candidate sample.
 
     The reference line is interpolated linearly at s (positions extrapolate past
     its ends; heading, kappa and dkappa hold). With t_r, n_r its tangent and
@@ -516,55 +517,76 @@ def frenet_to_cartesian(ref_s, ref_xy, ref_heading, ref_kappa, ref_dkappa, lat, 
         a_n = d_ddot + A kappa_r s_dot
     which is Werling et al.'s conversion written with time derivatives (no
     division by s_dot): yaw = theta_r + atan2(B, A), v = |(A, B)|,
-    a = (A a_t + B a_n) / v, kappa = (A a_n - B a_t) / v^3.
+    a = (A a_t + B a_n) / v, kappa = (A a_n - B a_t) / v^3, and the unit
+    heading is (A t_r + B n_r) / v.
     Standing still (v <= V_EPS) yaw is theta_r and a is a_t; below V_KAPPA_MIN
     kappa is that of the lane-parallel line, kappa_r / (1 - kappa_r d).
+
+    The reference line is looked up once per longitudinal profile sample, not
+    once per candidate sample: the candidates sharing a profile share s(t).
     """
     n_c = lat_index.shape[0]
     n_s = lat.shape[2]
     x = np.empty((n_c, n_s))
     y = np.empty((n_c, n_s))
     yaw = np.empty((n_c, n_s))
+    cos_yaw = np.empty((n_c, n_s))
+    sin_yaw = np.empty((n_c, n_s))
     v = np.empty((n_c, n_s))
     a = np.empty((n_c, n_s))
     kappa = np.empty((n_c, n_s))
-    i0 = _segment(ref_s, lon[0, POS, 0], 0) if lon.shape[0] > 0 else 0
-    for c in range(n_c):
-        L = lat[lat_index[c]]
-        G = lon[lon_index[c]]
+
+    # Per longitudinal profile sample: x_r, y_r, cos theta_r, sin theta_r, theta_r, kappa_r, dkappa_r.
+    n_lon = lon.shape[0]
+    on_ref = np.empty((n_lon, n_s, 7))
+    i0 = _segment(ref_s, lon[0, POS, 0], 0) if n_lon > 0 else 0
+    for g in range(n_lon):
         i = i0
         for k in range(n_s):
-            s = G[POS, k]
-            s_dot = G[VEL, k]
-            d = L[POS, k]
-            d_dot = L[VEL, k]
+            s = lon[g, POS, k]
             i = _segment(ref_s, s, i)
             u = (s - ref_s[i]) / (ref_s[i + 1] - ref_s[i])
             uc = min(max(u, 0.0), 1.0)
-            xr = ref_xy[i, 0] + u * (ref_xy[i + 1, 0] - ref_xy[i, 0])
-            yr = ref_xy[i, 1] + u * (ref_xy[i + 1, 1] - ref_xy[i, 1])
             th = ref_heading[i] + uc * _wrap(ref_heading[i + 1] - ref_heading[i])
-            kr = ref_kappa[i] + uc * (ref_kappa[i + 1] - ref_kappa[i])
-            dkr = ref_dkappa[i] + uc * (ref_dkappa[i + 1] - ref_dkappa[i])
-            ct = math.cos(th)
-            st = math.sin(th)
+            r = on_ref[g, k]
+            r[0] = ref_xy[i, 0] + u * (ref_xy[i + 1, 0] - ref_xy[i, 0])
+            r[1] = ref_xy[i, 1] + u * (ref_xy[i + 1, 1] - ref_xy[i, 1])
+            r[2] = math.cos(th)
+            r[3] = math.sin(th)
+            r[4] = th
+            r[5] = ref_kappa[i] + uc * (ref_kappa[i + 1] - ref_kappa[i])
+            r[6] = ref_dkappa[i] + uc * (ref_dkappa[i + 1] - ref_dkappa[i])
+
+    for c in range(n_c):
+        L = lat[lat_index[c]]
+        G = lon[lon_index[c]]
+        R = on_ref[lon_index[c]]
+        for k in range(n_s):
+            s_dot = G[VEL, k]
+            d = L[POS, k]
+            d_dot = L[VEL, k]
+            kr = R[k, 5]
             one_kd = 1.0 - kr * d
             A = s_dot * one_kd
             B = d_dot
-            a_t = G[ACC, k] * one_kd - s_dot * (dkr * s_dot * d + kr * d_dot) - B * kr * s_dot
+            a_t = G[ACC, k] * one_kd - s_dot * (R[k, 6] * s_dot * d + kr * d_dot) - B * kr * s_dot
             a_n = L[ACC, k] + A * kr * s_dot
             speed = math.sqrt(A * A + B * B)
-            x[c, k] = xr - d * st
-            y[c, k] = yr + d * ct
+            x[c, k] = R[k, 0] - d * R[k, 3]
+            y[c, k] = R[k, 1] + d * R[k, 2]
             v[c, k] = speed
             if speed > V_EPS:
-                yaw[c, k] = th + math.atan2(B, A)
+                yaw[c, k] = R[k, 4] + math.atan2(B, A)
+                cos_yaw[c, k] = (A * R[k, 2] - B * R[k, 3]) / speed
+                sin_yaw[c, k] = (A * R[k, 3] + B * R[k, 2]) / speed
                 a[c, k] = (A * a_t + B * a_n) / speed
             else:
-                yaw[c, k] = th
+                yaw[c, k] = R[k, 4]
+                cos_yaw[c, k] = R[k, 2]
+                sin_yaw[c, k] = R[k, 3]
                 a[c, k] = a_t
             kappa[c, k] = (A * a_n - B * a_t) / (speed * speed * speed) if speed >= V_KAPPA_MIN else kr / one_kd
-    return x, y, yaw, v, a, kappa
+    return x, y, yaw, cos_yaw, sin_yaw, v, a, kappa
 
 
 # ---------------------------------------------------------------------------
@@ -651,8 +673,18 @@ def ego_circles(length, width, rear_to_centre):
 
 
 @njit(cache=True)
+def _span(px, py, span):
+    """Write the bounding box (x_lo, x_hi, y_lo, y_hi) of the points into span."""
+    x_lo, x_hi, y_lo, y_hi = px[0], px[0], py[0], py[0]
+    for t in range(1, px.shape[0]):
+        x_lo, x_hi = min(x_lo, px[t]), max(x_hi, px[t])
+        y_lo, y_hi = min(y_lo, py[t]), max(y_hi, py[t])
+    span[0], span[1], span[2], span[3] = x_lo, x_hi, y_lo, y_hi
+
+
+@njit(cache=True)
 def collisions(
-    x, y, yaw, active, agent_pose, agent_prob, agent_length, agent_width, agent_margin,
+    x, y, cos_yaw, sin_yaw, active, agent_pose, agent_prob, agent_length, agent_width, agent_margin,
     ego_length, ego_width, ego_rear_to_centre, clearance_cap,
 ):
     """(prob (C,), clearance (C,)) of each active candidate against every mode of every agent.
@@ -664,87 +696,75 @@ def collisions(
     collides, else the smallest gap over all samples and modes, capped at
     clearance_cap. Inactive candidates get NaN for both.
 
-    Broad phase, exact by the triangle inequality: per (agent, mode) and per
-    time chunk, boxes around the ego and agent positions grown by the bodies'
-    reach and by the distance that still matters (the margin, or the clearance
-    found so far); then per sample the distance between the two reference points.
+    Broad phase, exact by the triangle inequality: a pair matters at a sample
+    only while the ego's and the agent's reference points are closer than their
+    reaches plus the distance that still matters (the margin, or the clearance
+    found so far). Per (candidate, agent mode): a bounding-box test over the
+    whole horizon; a branch-free (vectorised) count of the samples where the
+    points are that close, skipping the mode when there are none; then per
+    close sample the same test, and the test between the body centres with the
+    ego's smaller reach from its centre, before the circle pairs. Agents are
+    visited nearest first, so the clearance tightens the tests early.
     """
-    n_c, n_s = x.shape
-    n_a, n_k, n_t_agent = agent_pose.shape[0], agent_pose.shape[1], agent_pose.shape[2]
-    n_t = min(n_s, n_t_agent)
+    n_c = x.shape[0]
+    n_a, n_k = agent_pose.shape[0], agent_pose.shape[1]
+    n_t = min(x.shape[1], agent_pose.shape[2])
     prob = np.full(n_c, np.nan)
     clearance = np.full(n_c, np.nan)
+    if n_t == 0:
+        return prob, clearance
 
     r_e, ego_off = ego_circles(ego_length, ego_width, ego_rear_to_centre)
     ego_reach = max(abs(ego_off[0]), abs(ego_off[EGO_CIRCLES - 1])) + r_e  # around the rear-axle point
+    body_reach = ego_off[EGO_CIRCLES - 1] - ego_rear_to_centre + r_e  # around the body centre
 
-    # Agents: circles, reach around the box centre, heading vectors, boxes per time chunk.
-    n_chunks = (n_t + BROAD_PHASE_CHUNK - 1) // BROAD_PHASE_CHUNK
+    # Agents: circles and their centres, reach around the box centre, box over the horizon, longest step.
     n_circ = np.empty(n_a, np.int64)
     r_a = np.empty(n_a)
     a_off = np.empty((n_a, MAX_AGENT_CIRCLES))
     a_reach = np.empty(n_a)
-    a_cos = np.empty((n_a, n_k, n_t))
-    a_sin = np.empty((n_a, n_k, n_t))
-    a_box = np.empty((n_a, n_k, n_chunks, 4))  # x_lo, x_hi, y_lo, y_hi of box centres
-    a_span = np.empty((n_a, n_k, 4))  # the same over all samples
+    a_cx = np.empty((n_a, n_k, n_t, MAX_AGENT_CIRCLES))
+    a_cy = np.empty((n_a, n_k, n_t, MAX_AGENT_CIRCLES))
+    a_x = np.empty((n_a, n_k, n_t))
+    a_y = np.empty((n_a, n_k, n_t))
+    a_span = np.empty((n_a, n_k, 4))
+    first_gap = np.empty(n_a)
     for a in range(n_a):
         n_circ[a], r_a[a], a_off[a] = agent_circles(agent_length[a], agent_width[a])
         a_reach[a] = abs(a_off[a, 0]) + r_a[a]
         for k in range(n_k):
-            a_span[a, k, 0] = np.inf
-            a_span[a, k, 1] = -np.inf
-            a_span[a, k, 2] = np.inf
-            a_span[a, k, 3] = -np.inf
-            for ch in range(n_chunks):
-                x_lo, x_hi, y_lo, y_hi = np.inf, -np.inf, np.inf, -np.inf
-                for t in range(ch * BROAD_PHASE_CHUNK, min((ch + 1) * BROAD_PHASE_CHUNK, n_t)):
-                    px = agent_pose[a, k, t, 0]
-                    py = agent_pose[a, k, t, 1]
-                    a_cos[a, k, t] = math.cos(agent_pose[a, k, t, 2])
-                    a_sin[a, k, t] = math.sin(agent_pose[a, k, t, 2])
-                    x_lo, x_hi = min(x_lo, px), max(x_hi, px)
-                    y_lo, y_hi = min(y_lo, py), max(y_hi, py)
-                a_box[a, k, ch, 0] = x_lo
-                a_box[a, k, ch, 1] = x_hi
-                a_box[a, k, ch, 2] = y_lo
-                a_box[a, k, ch, 3] = y_hi
-                a_span[a, k, 0] = min(a_span[a, k, 0], x_lo)
-                a_span[a, k, 1] = max(a_span[a, k, 1], x_hi)
-                a_span[a, k, 2] = min(a_span[a, k, 2], y_lo)
-                a_span[a, k, 3] = max(a_span[a, k, 3], y_hi)
+            for t in range(n_t):
+                a_x[a, k, t] = agent_pose[a, k, t, 0]
+                a_y[a, k, t] = agent_pose[a, k, t, 1]
+                ca = math.cos(agent_pose[a, k, t, 2])
+                sa = math.sin(agent_pose[a, k, t, 2])
+                for j in range(MAX_AGENT_CIRCLES):  # unused slots repeat the first circle: a fixed-size pair loop
+                    off = a_off[a, j] if j < n_circ[a] else a_off[a, 0]
+                    a_cx[a, k, t, j] = a_x[a, k, t] + off * ca
+                    a_cy[a, k, t, j] = a_y[a, k, t] + off * sa
+            _span(a_x[a, k], a_y[a, k], a_span[a, k])
+        first_gap[a] = math.hypot(a_x[a, 0, 0] - x[0, 0], a_y[a, 0, 0] - y[0, 0])  # candidates share their start
+    order = np.argsort(first_gap)
 
-    # Scratch reused across candidates: the candidate's boxes and its heading vectors, filled on demand.
-    c_box = np.empty((n_chunks, 4))
     c_span = np.empty(4)
-    e_cos = np.empty(n_t)
-    e_sin = np.empty(n_t)
-    e_stamp = np.full(n_t, -1, np.int64)  # e_cos[t], e_sin[t] belong to candidate e_stamp[t]
+    e_cx = np.empty((n_t, EGO_CIRCLES))  # the candidate's circle centres, filled on demand
+    e_cy = np.empty((n_t, EGO_CIRCLES))
+    e_stamp = np.full(n_t, -1, np.int64)  # e_cx[t], e_cy[t] belong to candidate e_stamp[t]
 
     for c in range(n_c):
         if not active[c]:
             continue
-        c_span[0], c_span[1], c_span[2], c_span[3] = np.inf, -np.inf, np.inf, -np.inf
-        for ch in range(n_chunks):
-            x_lo, x_hi, y_lo, y_hi = np.inf, -np.inf, np.inf, -np.inf
-            for t in range(ch * BROAD_PHASE_CHUNK, min((ch + 1) * BROAD_PHASE_CHUNK, n_t)):
-                x_lo, x_hi = min(x_lo, x[c, t]), max(x_hi, x[c, t])
-                y_lo, y_hi = min(y_lo, y[c, t]), max(y_hi, y[c, t])
-            c_box[ch, 0] = x_lo
-            c_box[ch, 1] = x_hi
-            c_box[ch, 2] = y_lo
-            c_box[ch, 3] = y_hi
-            c_span[0] = min(c_span[0], x_lo)
-            c_span[1] = max(c_span[1], x_hi)
-            c_span[2] = min(c_span[2], y_lo)
-            c_span[3] = max(c_span[3], y_hi)
-
+        xc = x[c, :n_t]
+        yc = y[c, :n_t]
+        _span(xc, yc, c_span)
         p_hit = 0.0
         clr = clearance_cap
-        for a in range(n_a):
+        for a in order:
             m = agent_margin[a]
             rr = r_e + r_a[a]
+            hit_lim = (rr + m) * (rr + m)
             reach = ego_reach + a_reach[a]
+            centre_reach = body_reach + a_reach[a]
             for k in range(n_k):
                 pk = agent_prob[a, k]
                 if not pk > 0.0:
@@ -755,45 +775,50 @@ def collisions(
                     or c_span[2] - grow > a_span[a, k, 3] or a_span[a, k, 2] - grow > c_span[3]
                 ):
                     continue
+                # Vectorisable pass: any sample where the reference points are close enough to matter?
+                ax_k = a_x[a, k]
+                ay_k = a_y[a, k]
+                lim = reach + max(m, clr)
+                lim2 = lim * lim
+                n_close = 0
+                for t in range(n_t):
+                    dx = ax_k[t] - xc[t]
+                    dy = ay_k[t] - yc[t]
+                    n_close += dx * dx + dy * dy < lim2
+                if n_close == 0:
+                    continue
                 hit = False
-                for ch in range(n_chunks):
-                    grow = reach + max(m, clr)
-                    if (
-                        c_box[ch, 0] - grow > a_box[a, k, ch, 1] or a_box[a, k, ch, 0] - grow > c_box[ch, 1]
-                        or c_box[ch, 2] - grow > a_box[a, k, ch, 3] or a_box[a, k, ch, 2] - grow > c_box[ch, 3]
-                    ):
+                for t in range(n_t):
+                    ex = xc[t]
+                    ey = yc[t]
+                    ax = ax_k[t]
+                    ay = ay_k[t]
+                    lim = reach + max(m, clr)
+                    if (ax - ex) * (ax - ex) + (ay - ey) * (ay - ey) >= lim * lim:
                         continue
-                    for t in range(ch * BROAD_PHASE_CHUNK, min((ch + 1) * BROAD_PHASE_CHUNK, n_t)):
-                        ex = x[c, t]
-                        ey = y[c, t]
-                        ax = agent_pose[a, k, t, 0]
-                        ay = agent_pose[a, k, t, 1]
-                        lim = reach + max(m, clr)
-                        if (ax - ex) * (ax - ex) + (ay - ey) * (ay - ey) >= lim * lim:
-                            continue
-                        if e_stamp[t] != c:
-                            e_cos[t] = math.cos(yaw[c, t])
-                            e_sin[t] = math.sin(yaw[c, t])
-                            e_stamp[t] = c
-                        hit_lim = (rr + m) * (rr + m)
+                    ce = cos_yaw[c, t]
+                    se = sin_yaw[c, t]
+                    bx = ax - (ex + ego_rear_to_centre * ce)
+                    by = ay - (ey + ego_rear_to_centre * se)
+                    lim = centre_reach + max(m, clr)
+                    if bx * bx + by * by >= lim * lim:
+                        continue
+                    if e_stamp[t] != c:
                         for i in range(EGO_CIRCLES):
-                            ecx = ex + ego_off[i] * e_cos[t]
-                            ecy = ey + ego_off[i] * e_sin[t]
-                            for j in range(n_circ[a]):
-                                gx = ax + a_off[a, j] * a_cos[a, k, t] - ecx
-                                gy = ay + a_off[a, j] * a_sin[a, k, t] - ecy
-                                d2 = gx * gx + gy * gy
-                                if d2 < hit_lim:
-                                    hit = True
-                                    break
-                                if d2 < (rr + clr) * (rr + clr):
-                                    clr = math.sqrt(d2) - rr
-                            if hit:
-                                break
-                        if hit:
-                            break
-                    if hit:
+                            e_cx[t, i] = ex + ego_off[i] * ce
+                            e_cy[t, i] = ey + ego_off[i] * se
+                        e_stamp[t] = c
+                    d2 = np.inf  # closest circle pair, squared
+                    for i in range(EGO_CIRCLES):
+                        for j in range(MAX_AGENT_CIRCLES):
+                            gx = a_cx[a, k, t, j] - e_cx[t, i]
+                            gy = a_cy[a, k, t, j] - e_cy[t, i]
+                            d2 = min(d2, gx * gx + gy * gy)
+                    if d2 < hit_lim:
+                        hit = True
                         break
+                    if d2 < (rr + clr) * (rr + clr):
+                        clr = math.sqrt(d2) - rr
                 if hit:
                     p_hit += pk
                     clr = 0.0
@@ -947,7 +972,7 @@ def check_feasibility(reference: ReferenceLine, lattice: Lattice, cart: Cartesia
 def check_collisions(cart: Cartesian, active: np.ndarray, agents: Agents, params: PlannerParams) -> Collisions:
     p = params
     out = collisions(
-        cart.x, cart.y, cart.yaw, active, agents.pose, agents.prob, agents.length, agents.width, agents.margin,
+        cart.x, cart.y, cart.cos_yaw, cart.sin_yaw, active, agents.pose, agents.prob, agents.length, agents.width, agents.margin,
         p.ego_length, p.ego_width, p.ego_rear_to_centre, p.clearance_cap,
     )
     return Collisions(*out)

@@ -177,7 +177,7 @@ def frenet_to_cartesian(ref_s, ref_xy, ref_heading, ref_kappa, ref_dkappa, lat, 
     cross = vel[..., 0] * acc[..., 1] - vel[..., 1] * acc[..., 0]
     with np.errstate(divide="ignore", invalid="ignore"):
         kappa = np.where(v >= V_KAPPA_MIN, cross / safe_v**3, kr / one_kd)
-    return xy[..., 0], xy[..., 1], yaw, v, a, kappa
+    return xy[..., 0], xy[..., 1], yaw, np.cos(yaw), np.sin(yaw), v, a, kappa
 
 
 # ---------------------------------------------------------------------------
@@ -234,7 +234,7 @@ def ego_circles(length, width, rear_to_centre):
 
 
 def collisions(
-    x, y, yaw, active, agent_pose, agent_prob, agent_length, agent_width, agent_margin,
+    x, y, cos_yaw, sin_yaw, active, agent_pose, agent_prob, agent_length, agent_width, agent_margin,
     ego_length, ego_width, ego_rear_to_centre, clearance_cap,
 ):
     n_c, n_s = x.shape
@@ -243,7 +243,7 @@ def collisions(
     clearance = np.full(n_c, np.nan)
     rows = np.flatnonzero(active)
     r_e, ego_off = ego_circles(ego_length, ego_width, ego_rear_to_centre)
-    heading = np.stack([np.cos(yaw[rows, :n_t]), np.sin(yaw[rows, :n_t])], axis=-1)  # (R, T, 2)
+    heading = np.stack([cos_yaw[rows, :n_t], sin_yaw[rows, :n_t]], axis=-1)  # (R, T, 2)
     ego = np.stack([x[rows, :n_t], y[rows, :n_t]], axis=-1)[:, :, None, :] + ego_off[:, None] * heading[:, :, None, :]  # (R, T, 3, 2)
 
     hit_prob = np.zeros(rows.size)
@@ -373,7 +373,7 @@ def check_feasibility(reference: ReferenceLine, lattice: Lattice, cart: Cartesia
 def check_collisions(cart: Cartesian, active: np.ndarray, agents: Agents, params: PlannerParams) -> Collisions:
     p = params
     return Collisions(*collisions(
-        cart.x, cart.y, cart.yaw, active, agents.pose, agents.prob, agents.length, agents.width, agents.margin,
+        cart.x, cart.y, cart.cos_yaw, cart.sin_yaw, active, agents.pose, agents.prob, agents.length, agents.width, agents.margin,
         p.ego_length, p.ego_width, p.ego_rear_to_centre, p.clearance_cap,
     ))
 

@@ -15,8 +15,10 @@ road.stop_lines (lane, s, light) and road.crosswalks (polygon, lanes, s).
 from __future__ import annotations
 
 import heapq
+import math
 
 import numpy as np
+from numba import njit
 from scipy.ndimage import gaussian_filter1d
 
 from planning.base import Route, RouteStop
@@ -26,7 +28,7 @@ SPACING = 1.0  # [m] target distance between route points
 KAPPA_SIGMA = 2.0  # [m] Gaussian smoothing of the recomputed curvature
 MAP_TOLERANCE = 0.5  # [m] how far outside a lane piece a stop or goal may lie and still map onto it
 CROSSWALK_REACH = 15.0  # [m] a crosswalk span extends at most this far from its centre
-_CHUNK = 256  # points projected per batch, to bound memory
+_CHUNK = 256  # points per batch in the NumPy reference projection, to bound memory
 
 
 def _lane_id(road, lane) -> int:
@@ -57,8 +59,61 @@ def project_polyline(poly_xy: np.ndarray, poly_s: np.ndarray, pts: np.ndarray, s
     Only segments seg_lo..seg_hi-1 are searched. Beyond the polyline's first and
     last point the end segments are extended, so s may be < 0 or > poly_s[-1].
     With yaw, segments heading more than 90 degrees away from it are skipped
-    (unless that leaves none).
+    (unless that leaves none). Numba kernel; project_polyline_numpy is its reference.
     """
+    n_seg = poly_xy.shape[0] - 1
+    seg_hi = n_seg if seg_hi is None else min(seg_hi, n_seg)
+    seg_lo = min(max(seg_lo, 0), seg_hi - 1)
+    pts = np.ascontiguousarray(np.asarray(pts, dtype=np.float64).reshape(-1, 2))
+    return _project_kernel(np.ascontiguousarray(poly_xy, dtype=np.float64),
+                           np.ascontiguousarray(poly_s, dtype=np.float64), pts, seg_lo, seg_hi,
+                           0.0 if yaw is None else float(yaw), yaw is not None)
+
+
+@njit(cache=True)
+def _project_kernel(poly_xy, poly_s, pts, seg_lo, seg_hi, yaw, use_yaw):
+    n_seg = poly_xy.shape[0] - 1
+    allowed = np.ones(seg_hi - seg_lo, dtype=np.bool_)
+    if use_yaw:
+        any_allowed = False
+        for j in range(seg_lo, seg_hi):
+            seg_yaw = math.atan2(poly_xy[j + 1, 1] - poly_xy[j, 1], poly_xy[j + 1, 0] - poly_xy[j, 0])
+            rel = (seg_yaw - yaw + math.pi) % (2.0 * math.pi) - math.pi
+            allowed[j - seg_lo] = abs(rel) <= 0.5 * math.pi
+            any_allowed = any_allowed or allowed[j - seg_lo]
+        if not any_allowed:
+            allowed[:] = True
+    s_out = np.full(pts.shape[0], np.nan)
+    d_out = np.full(pts.shape[0], np.nan)
+    for i in range(pts.shape[0]):
+        best = np.inf
+        for j in range(seg_lo, seg_hi):
+            if not allowed[j - seg_lo]:
+                continue
+            abx = poly_xy[j + 1, 0] - poly_xy[j, 0]
+            aby = poly_xy[j + 1, 1] - poly_xy[j, 1]
+            apx = pts[i, 0] - poly_xy[j, 0]
+            apy = pts[i, 1] - poly_xy[j, 1]
+            len2 = abx * abx + aby * aby
+            t = (apx * abx + apy * aby) / len2 if len2 > 1e-12 else 0.0
+            if t < 0.0 and j != 0:
+                t = 0.0
+            if t > 1.0 and j != n_seg - 1:
+                t = 1.0
+            dx = apx - t * abx
+            dy = apy - t * aby
+            dist2 = dx * dx + dy * dy
+            if dist2 < best:
+                best = dist2
+                s_out[i] = poly_s[j] + t * math.sqrt(len2)
+                dist = math.sqrt(dist2)
+                d_out[i] = -dist if abx * apy - aby * apx < 0.0 else dist
+    return s_out, d_out
+
+
+def project_polyline_numpy(poly_xy: np.ndarray, poly_s: np.ndarray, pts: np.ndarray, seg_lo: int = 0,
+                     seg_hi: int | None = None, yaw: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """NumPy reference of project_polyline (same arguments, same result), kept for tests."""
     n_seg = poly_xy.shape[0] - 1
     seg_hi = n_seg if seg_hi is None else min(seg_hi, n_seg)
     seg_lo = min(max(seg_lo, 0), seg_hi - 1)
@@ -94,19 +149,29 @@ def project_polyline(poly_xy: np.ndarray, poly_s: np.ndarray, pts: np.ndarray, s
 
 
 def project_to_route(route: Route, xy, hint_s: float | None = None, yaw: float | None = None,
-                     window: tuple[float, float] = (-20.0, 60.0)):
+                     window: tuple[float, float] = (-20.0, 60.0), fallback: bool = True):
     """Route arc length s [m] and signed lateral offset d [m] (+ left) of a point (2,) or points (N, 2).
 
     With hint_s, only the route between hint_s + window[0] and hint_s + window[1]
-    is searched; with yaw, only route segments heading within 90 degrees of it.
+    is searched; a point that lands on the window's edge (it lies beyond it) is
+    searched again over the whole route unless fallback is False. With yaw,
+    only route segments heading within 90 degrees of it are searched.
     Returns floats for one point, (N,) arrays for many.
     """
     pts = np.asarray(xy, dtype=np.float64)
-    seg_lo, seg_hi = 0, None
-    if hint_s is not None and np.isfinite(hint_s):
-        seg_lo = int(np.searchsorted(route.s, hint_s + window[0])) - 1
-        seg_hi = max(int(np.searchsorted(route.s, hint_s + window[1])), seg_lo + 2)
-    s, d = project_polyline(route.xy, route.s, pts, seg_lo, seg_hi, yaw)
+    flat = pts.reshape(-1, 2)
+    if hint_s is None or not np.isfinite(hint_s):
+        s, d = project_polyline(route.xy, route.s, flat, yaw=yaw)
+    else:
+        n_seg = route.s.shape[0] - 1
+        seg_lo = min(max(int(np.searchsorted(route.s, hint_s + window[0])) - 1, 0), n_seg - 1)
+        seg_hi = min(max(int(np.searchsorted(route.s, hint_s + window[1])), seg_lo + 1), n_seg)
+        s, d = project_polyline(route.xy, route.s, flat, seg_lo, seg_hi, yaw)
+        if fallback:
+            edge = (((s <= route.s[seg_lo] + 1e-9) & (seg_lo > 0))
+                    | ((s >= route.s[seg_hi] - 1e-9) & (seg_hi < n_seg)))
+            if np.any(edge):
+                s[edge], d[edge] = project_polyline(route.xy, route.s, flat[edge], yaw=yaw)
     if pts.ndim == 1:
         return float(s[0]), float(d[0])
     return s.reshape(pts.shape[:-1]), d.reshape(pts.shape[:-1])
@@ -149,6 +214,7 @@ class _Pieces:
 
 
 def _gather(road, ids: list[int], start_s: float, lane_change_length: float) -> _Pieces:
+    """Raw points of the route: whole successor lanes, blends into neighbour lanes."""
     pieces = _Pieces()
     entry = start_s
     for k, lid in enumerate(ids):
@@ -266,8 +332,9 @@ def route_from_goal(road, start_lane, goal_lane, lane_change_cost: float = 2.0) 
     """Fewest-lanes sequence from start_lane to goal_lane (ids or names).
 
     Following a successor costs 1, stepping to a left/right neighbour
-    lane_change_cost, so the route changes lanes only when it must. Ties go to
-    the lower lane id. Raises ValueError naming both lanes when there is no path.
+    lane_change_cost, so the route changes lanes only when it must. Ties are
+    broken deterministically (lower lane ids are explored first). Raises
+    ValueError naming both lanes when there is no path.
     """
     start, goal = _lane_id(road, start_lane), _lane_id(road, goal_lane)
     best = {start: 0.0}

@@ -51,6 +51,7 @@ MIN_PROGRESS_RATIO = 0.2
 ROUTE_SEARCH_BEHIND = 5.0  # [m] how far back along the route the local projection may look
 ROUTE_SEARCH_AHEAD = 5.0  # [m] how far ahead of the ego's last step the local projection may look
 REACH_GOAL_RATIO = 0.98
+GOAL_TOLERANCE = 1.0  # [m] along the route: this close to the goal counts as reached
 # Time to collision
 TTC_BOUND = 0.95  # [s]
 TTC_HORIZON = 3.0  # [s]
@@ -337,7 +338,8 @@ def route_progress(log: RunLog) -> tuple[float, np.ndarray]:
     The first step is projected on the whole route; each later step only on the part within
     ROUTE_SEARCH_BEHIND m behind and (step length + ROUTE_SEARCH_AHEAD) m ahead of the previous
     projection, so a route that folds back near itself does not make the ego jump along it.
-    ratio = (max reached - start) / (goal_s - start), clipped to [0, 1]; 1 when the ego starts at the goal.
+    ratio = (max reached - start) / (goal_s - start), clipped to [0, 1]; 1 when the ego starts at the goal
+    or comes within GOAL_TOLERANCE of it.
     """
     route = np.asarray(log.route_xy, dtype=float)
     route_s = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(route, axis=0).T))])
@@ -345,6 +347,8 @@ def route_progress(log: RunLog) -> tuple[float, np.ndarray]:
                          ROUTE_SEARCH_BEHIND, ROUTE_SEARCH_AHEAD)
     span = log.goal_s - s[0]
     if span <= 1e-6:
+        return 1.0, s
+    if s.max() >= log.goal_s - GOAL_TOLERANCE:
         return 1.0, s
     return float(np.clip((s.max() - s[0]) / span, 0.0, 1.0)), s
 

@@ -47,7 +47,7 @@ def ego_route(world):
         lanes = [road.lane(name).id for name in scn.ego.route]
     else:
         lanes = route_from_goal(road, road.lane(scn.ego.lane).id, road.lane(scn.ego.goal.lane).id)
-    return build_route(road, lanes, scn.ego.goal.s)
+    return build_route(road, lanes, scn.ego.goal.s, start_s=scn.ego.s)
 
 
 def suite_of(case: ScenarioCase) -> str:

@@ -117,7 +117,8 @@ class ActorSpec(Strict):
     speed: float = Field(0.0, ge=0.0, le=60.0, description="[m/s] initial speed")
     length: float | None = Field(None, gt=0.2, le=25.0)
     width: float | None = Field(None, gt=0.2, le=4.0)
-    behaviour: Literal["idm", "path", "static"] = "idm"
+    behaviour: Literal["idm", "path", "static"] = Field(
+        "idm", description="default: 'static' for type static, 'path' when a path is given, else 'idm'")
     idm: IDMSpec = IDMSpec()
     mobil: MobilSpec = MobilSpec(enabled=False)
     route: list[str] | None = Field(None, description="lane names an idm actor takes at forks")
@@ -126,8 +127,20 @@ class ActorSpec(Strict):
     start_moving: bool = Field(True, description="path actors: False waits for a 'go' event")
     events: list[EventSpec] = Field(default_factory=list)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_behaviour(cls, data):
+        if isinstance(data, dict) and "behaviour" not in data:
+            if data.get("type") == "static":
+                data = {**data, "behaviour": "static"}
+            elif data.get("path") is not None:
+                data = {**data, "behaviour": "path"}
+        return data
+
     @model_validator(mode="after")
     def _placement(self):
+        if self.type == "static" and self.behaviour != "static":
+            raise ValueError("a 'static' actor must have behaviour 'static'")
         if self.behaviour == "path":
             if not self.path or len(self.path) < 2:
                 raise ValueError("a 'path' actor needs 'path' with at least 2 points")

@@ -338,6 +338,8 @@ class World:
         elif action.kind == "set_speed":
             sign = 1.0 if action.speed >= F[i, tk.V] else -1.0
             F[i, tk.OV_ACC], F[i, tk.OV_SPEED] = sign * action.accel, action.speed
+            if sign > 0:
+                F[i, tk.V0] = action.speed  # IDM must want the new speed while the override accelerates
             if I[i, tk.MODE] == tk.PATH:
                 F[i, tk.PATH_SPEED] = action.speed
         elif action.kind == "go":

@@ -212,3 +212,14 @@ def test_time_indexed_reference_uses_trajectory_time():
 def test_config_rejects_unknown_lateral_law():
     with pytest.raises(ValueError, match="lateral"):
         TrackingConfig(lateral="lqr")
+
+
+def test_holds_the_brake_at_standstill_despite_a_wound_up_integrator():
+    n = 20
+    stopped = Trajectory(t=np.arange(n) * 0.1, x=np.zeros(n), y=np.zeros(n), yaw=np.zeros(n), v=np.zeros(n),
+                         a=np.zeros(n), kappa=np.zeros(n))
+    ego = EgoState(x=0.0, y=0.0, yaw=0.0, v=0.0, a=0.0, steer=0.0, t=1.0)
+    wound = TrackingState(pid=PIDState(integral=5.0, prev_error=0.0), t=0.95)
+    control, state = TrackingController().step(ego, stopped, wound)
+    assert control.accel <= -1.0
+    assert state.pid.integral == 0.0
