@@ -7,11 +7,19 @@ A curved three-lane reference line of 300 m, 1,056 candidates over 8 s at
 kernels are compiled first into a fresh Numba cache (the compile time is
 printed), then one full cycle (plan_lattice: all kernels) is timed on one
 thread. Prints medians in milliseconds and the speed-up.
+
+Each cycle allocates its outputs afresh (about 8 MB); by default glibc hands
+the freed memory back to the OS and the next cycle page-faults it in again.
+The cycle is timed that way first (the headline figure, with the page faults
+per cycle), then again with the allocator told to keep freed memory, as a
+long-running planner process would configure it.
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -127,6 +135,20 @@ def scenario(seed: int):
     return ref, start, grid, agents
 
 
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed memory in the process (no trimming, no per-array mmap); False if not glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(libc.mallopt(m_trim_threshold, 1 << 30)) and bool(libc.mallopt(m_mmap_threshold, 1 << 30))
+
+
+def minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def median_ms(fn, runs: int) -> float:
     times = []
     for _ in range(runs):
@@ -172,7 +194,9 @@ def main(argv=None) -> None:
     prev[:-1, 0] = first.cartesian.x[first.index, 1:]
     prev[:-1, 1] = first.cartesian.y[first.index, 1:]
 
+    faults = minor_faults()
     numba_ms = median_ms(lambda: kernels.plan_lattice(ref, start, grid, agents, weights, prev, params), args.runs)
+    faults = (minor_faults() - faults) / args.runs
     ref_ms = median_ms(lambda: reference.plan_lattice(ref, start, grid, agents, weights, prev, params), args.ref_runs)
 
     fast = kernels.plan_lattice(ref, start, grid, agents, weights, prev, params)
@@ -187,9 +211,14 @@ def main(argv=None) -> None:
     print(f"pick                  #{i}: kind {int(fast.lattice.kind[i])}, target {fast.lattice.target[i]:.2f}, "
           f"d_end {fast.lattice.d_end[i]:+.2f} m, T {fast.lattice.t_end[i]:.0f} s (reference picks #{slow.index})")
     print(f"numba compile         {compile_s * 1e3:.0f} ms (warm-up, fresh cache)")
-    print(f"numba median          {numba_ms:.2f} ms over {args.runs} cycles, one thread")
+    print(f"numba median          {numba_ms:.2f} ms over {args.runs} cycles, one thread ({faults:.0f} page faults per cycle)")
     print(f"numpy reference       {ref_ms:.1f} ms over {args.ref_runs} cycles")
     print(f"speed-up              {ref_ms / numba_ms:.0f}x")
+    if keep_freed_memory():
+        faults = minor_faults()
+        kept_ms = median_ms(lambda: kernels.plan_lattice(ref, start, grid, agents, weights, prev, params), args.runs)
+        faults = (minor_faults() - faults) / args.runs
+        print(f"numba median, freed memory kept  {kept_ms:.2f} ms ({faults:.0f} page faults per cycle)")
     fast_stages = stage_times(kernels, ref, start, grid, agents, weights, prev, params, args.runs)
     slow_stages = stage_times(reference, ref, start, grid, agents, weights, prev, params, max(1, args.ref_runs // 2))
     print("stage                 numba ms   numpy ms")

@@ -47,7 +47,8 @@ from multiprocessing.connection import wait as wait_for_pipes
 from pathlib import Path
 
 from scenarios.loader import ScenarioCase
-from scenarios.metrics import MULTIPLIERS, WEIGHTS
+from scenarios.metrics import MULTIPLIERS
+from scenarios.report import metric_names, write_report
 from scenarios.runs import run_case, suite_of, summarise
 
 BACKENDS = ("local", "ray")
@@ -528,13 +529,6 @@ def format_regressions(deltas: list[RunDelta]) -> str:
 
 # ---- outputs --------------------------------------------------------------------------------------
 
-def metric_names(rows: list[dict]) -> list[str]:
-    """Multipliers, then weighted metrics, then the raw figures, as found in the rows."""
-    seen = {k for r in rows for k in r["metrics"]}
-    first = [k for k in (*MULTIPLIERS, *WEIGHTS) if k in seen]
-    return first + sorted(seen - set(first))
-
-
 def write_csv(rows: list[dict], path: str | Path) -> Path:
     metrics = metric_names(rows)
     with open(path, "w", newline="") as f:
@@ -602,9 +596,8 @@ def add_bench_parser(sub) -> None:
 
 
 def cmd_bench(args) -> int:
+    from scenarios import runs
     from scenarios.loader import load_cases
-    from scenarios.report import write_report
-    from scenarios.runs import PERCEPTIONS, format_table, make_planner
 
     try:
         modules = tuple(str(Path(m).resolve()) if m.endswith(".py") else m for m in args.planner_module)
@@ -612,15 +605,15 @@ def cmd_bench(args) -> int:
                               ray_address=args.ray_address, planner_modules=modules)
         if not (math.isfinite(args.tolerance) and args.tolerance >= 0.0):
             raise BenchError(f"--tolerance: expected points >= 0, got {args.tolerance}")
-        if args.perception not in PERCEPTIONS:
+        if args.perception not in runs.PERCEPTIONS:
             raise BenchError(f"--perception: unknown perception '{args.perception}'; expected one of "
-                             f"{list(PERCEPTIONS)}")
+                             f"{list(runs.PERCEPTIONS)}")
         try:
             import_planner_modules(options.planner_modules)
         except ImportError as err:
             raise BenchError(f"--planner-module: {err}") from None
         try:
-            make_planner(args.planner)
+            runs.make_planner(args.planner)  # looked up after the imports, which may register planners
         except ValueError as err:
             raise BenchError(f"--planner: {err}") from None
         baseline = load_baseline(args.baseline) if args.baseline else None
@@ -658,7 +651,7 @@ def cmd_bench(args) -> int:
     report = write_report(out / "report.html", run.rows, deltas=deltas, info=info)
 
     if run.rows:
-        print(format_table(run.rows))
+        print(runs.format_table(run.rows))
     print(f"{len(run.rows)} of {len(cases)} runs in {_clock(run.wall_time)} on {run.workers} "
           f"{run.backend} worker{'s' if run.workers != 1 else ''}")
     for row in run.rows:

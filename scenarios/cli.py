@@ -35,7 +35,7 @@ def _cmd_schema(args) -> int:
 
 def _cmd_run(args) -> int:
     from scenarios.loader import load_cases
-    from scenarios.runs import format_table, run_case, write_results
+    from scenarios.runs import format_markdown, format_table, run_case, write_results
 
     cases, errors = load_cases(args.paths, sweep=args.sweep)
     if errors:
@@ -53,7 +53,7 @@ def _cmd_run(args) -> int:
         rows.append(row)
         status = f"error: {row['error']}" if row["error"] else f"score {row['score']:.1f}"
         print(f"  {row['scenario']} (seed {row['seed']}): {status}", file=sys.stderr, flush=True)
-    print(format_table(rows))
+    print(format_markdown(rows) if args.markdown else format_table(rows))
     path = write_results(rows, out)
     print(f"results: {path}")
     failed = [r for r in rows if r["error"]]
@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--planner", default="idm", choices=PLANNERS)
     p.add_argument("--perception", default="oracle", choices=PERCEPTIONS)
     p.add_argument("--sweep", action="store_true", help="expand sweep parameters into variants")
+    p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("validate", help="check scenario files without running them")

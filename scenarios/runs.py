@@ -129,6 +129,20 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def format_markdown(rows: list[dict]) -> str:
+    """The results as a Markdown table (for READMEs and pull requests)."""
+    lines = ["| suite | scenario | seed | score | progress | failed criteria |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        what = ("error: " + r["error"].splitlines()[0]) if r["error"] else (
+            ", ".join(sorted({f["metric"] for f in r["failures"]})) or "-")
+        progress = r["metrics"].get("progress")
+        progress = f"{progress:.2f}" if isinstance(progress, float) else "-"
+        lines.append(f"| {r['suite']} | {r['scenario']} | {r['seed']} | {r['score']:.1f} | {progress} | {what} |")
+    s = summarise(rows)
+    lines.append(f"| | **mean** | | **{s['mean_score']:.1f}** | | {s['collisions']} at-fault collisions |")
+    return "\n".join(lines)
+
+
 def _jsonable(v):
     if isinstance(v, (np.floating, float)):
         v = float(v)

@@ -17,7 +17,7 @@ from scipy.spatial import ConvexHull
 
 from sim.road import RoadNetwork
 from sim.sensors import materials as mt
-from sim.sensors.meshes import Mesh, MeshBuilder, blob, box, cylinder, fan, prism, ribbon, transform, wall
+from sim.sensors.meshes import Mesh, MeshBuilder, blob, box, cylinder, fan, ribbon, transform, wall
 from sim.types import frozen_array
 
 PAINT_Z = 0.005  # [m] lane lines above the asphalt
@@ -114,11 +114,11 @@ def _resample(xy: np.ndarray, heading: np.ndarray, s: np.ndarray, at: np.ndarray
     return np.column_stack([x, y]), h
 
 
-def _strip(xy, heading, d0: float, d1: float, keep: np.ndarray | None = None):
-    """The band between lateral offsets d0 < d1 (positive left) of a polyline."""
+def _strip(xy, heading, d0: float, d1: float, z: float = 0.0, keep: np.ndarray | None = None):
+    """The band between lateral offsets d0 < d1 (positive left) of a polyline, at height z."""
     idx = _keep(xy, heading) if keep is None else keep
     n = _normals(heading[idx])
-    return ribbon(xy[idx] + d1 * n, xy[idx] + d0 * n)
+    return ribbon(xy[idx] + d1 * n, xy[idx] + d0 * n, z)
 
 
 class _Paved:
@@ -210,44 +210,32 @@ def _line_heading(xy: np.ndarray) -> np.ndarray:
 
 
 def _paint_line(line: LaneMarking, style: SceneStyle, rng: np.random.Generator, mb: MeshBuilder) -> None:
-    white = mt.WHITE_PAINT.tinted(np.array(mt.WHITE_PAINT.albedo) * style.paint)
-    yellow = mt.YELLOW_PAINT.tinted(np.array(mt.YELLOW_PAINT.albedo) * style.paint)
-    paint = yellow if "yellow" in line.marking else white
+    base = mt.YELLOW_PAINT if "yellow" in line.marking else mt.WHITE_PAINT
+    paint = base.tinted(np.array(base.albedo) * style.paint)
     xy = line.xy
     h = _line_heading(xy)
-    s = _arc(xy)
     half = 0.5 * style.line_width
     offsets = [(-half, half)]
     if line.marking == "double_yellow":
         offsets = [(0.06, 0.06 + style.line_width), (-0.06 - style.line_width, -0.06)]
-    if line.marking.startswith("dashed"):
-        period = style.dash_length + style.dash_gap
-        start = -float(rng.uniform(0.0, period))
-        for s0 in np.arange(start, s[-1], period):
-            a, b = max(s0, 0.0), min(s0 + style.dash_length, s[-1])
-            if b - a < 0.3:
-                continue
-            at = np.linspace(a, b, max(2, int(math.ceil((b - a) / 2.0)) + 1))
-            pts, hh = _resample(xy, h, s, at)
-            for d0, d1 in offsets:
-                mb.add(_strip(pts, hh, d0, d1, keep=np.arange(len(pts))), paint)
-    else:
+    if not line.marking.startswith("dashed"):
         for d0, d1 in offsets:
-            v, t = _strip(xy, h, d0, d1)
-            v[:, 2] = PAINT_Z
-            mb.add((v, t), paint)
+            mb.add(_strip(xy, h, d0, d1, PAINT_Z), paint)
         return
+    s = _arc(xy)
+    period = style.dash_length + style.dash_gap
+    for s0 in np.arange(-float(rng.uniform(0.0, period)), s[-1], period):
+        a, b = max(s0, 0.0), min(s0 + style.dash_length, s[-1])
+        if b - a < 0.3:
+            continue
+        pts, hh = _resample(xy, h, s, np.linspace(a, b, max(2, int(math.ceil((b - a) / 2.0)) + 1)))
+        for d0, d1 in offsets:
+            mb.add(_strip(pts, hh, d0, d1, PAINT_Z, keep=np.arange(len(pts))), paint)
 
 
 def _paint(road: RoadNetwork, lines: list[LaneMarking], style: SceneStyle, rng, mb: MeshBuilder) -> None:
-    paint = MeshBuilder()
     for line in lines:
-        _paint_line(line, style, rng, paint)
-    m = paint.build()
-    if len(m):
-        v = np.array(m.vertices)
-        v[:, 2] = PAINT_Z
-        _add_mesh(mb, v, m)
+        _paint_line(line, style, rng, mb)
     for sl in road.stop_lines:
         ln = road.lane(sl.lane)
         xy, _ = road.to_cartesian(ln.id, np.array([sl.s - 0.45, sl.s, sl.s, sl.s - 0.45]),
@@ -255,22 +243,6 @@ def _paint(road: RoadNetwork, lines: list[LaneMarking], style: SceneStyle, rng, 
         mb.add(fan(xy, MARK_Z), mt.STOP_PAINT)
     for cw in road.crosswalks:
         _zebra(cw.polygon, rng, mb)
-
-
-def _add_mesh(mb: MeshBuilder, vertices: np.ndarray, m: Mesh) -> None:
-    """Add a built mesh back into a builder, one material run at a time."""
-    tris = np.asarray(m.triangles)
-    key = np.column_stack([m.albedo, m.semantic, m.shading, m.reflectivity])
-    change = np.flatnonzero(np.any(np.diff(key, axis=0) != 0, axis=1)) + 1
-    for a, b in zip(np.concatenate([[0], change]), np.concatenate([change, [len(tris)]])):
-        mat = mt.Material(tuple(float(c) for c in m.albedo[a]), _semantic_name(int(m.semantic[a])),
-                          int(m.shading[a]), float(m.reflectivity[a]))
-        mb.add((vertices, tris[a:b]), mat)
-
-
-def _semantic_name(k: int) -> str:
-    from sim.sensors.frames import SEMANTIC_CLASSES
-    return SEMANTIC_CLASSES[k]
 
 
 def _zebra(polygon: np.ndarray, rng, mb: MeshBuilder) -> None:
@@ -302,23 +274,40 @@ class _Edge:
     out: np.ndarray  # (N, 2) unit vectors pointing away from the road
 
 
+def _hull_outline(hull: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A closed counter-clockwise polygon sampled about every metre, with its headings."""
+    closed = np.concatenate([hull, hull[:1]])
+    pts, heads = [], []
+    for a, b in zip(closed[:-1], closed[1:]):
+        n = max(1, int(math.ceil(np.linalg.norm(b - a))))
+        pts.append(a + (b - a) * np.linspace(0.0, 1.0, n, endpoint=False)[:, None])
+        heads.append(np.full(n, math.atan2(b[1] - a[1], b[0] - a[0])))
+    return np.concatenate(pts + [closed[-1:]]), np.unwrap(np.concatenate(heads + [heads[0][:1]]))
+
+
 def _outer_edges(road: RoadNetwork, paved: _Paved) -> list[_Edge]:
-    """Runs of lane edges with no pavement beyond them."""
+    """Runs of lane edges and junction outlines with no pavement beyond them."""
     edges = []
+    candidates = []
     for ln in road.lanes:
         left, right = road.boundaries(ln.id)
         n = _normals(ln.heading)
-        for xy, out in ((left, n), (right, -n)):
-            outer = ~paved(xy + 0.6 * out)
-            if ln.kind != "connector":
-                outer[[0, -1]] = False  # lane ends abut other pavement or nothing: no curb across them
-            idx = np.flatnonzero(outer)
-            if len(idx) < 3:
-                continue
-            breaks = np.flatnonzero(np.diff(idx) > 1)
-            for run in np.split(idx, breaks + 1):
-                if len(run) >= 3:
-                    edges.append(_Edge(xy[run], ln.heading[run], out[run]))
+        ends = ln.kind != "connector"  # lane ends abut other pavement or nothing: no curb across them
+        candidates += [(left, ln.heading, n, ends), (right, ln.heading, -n, ends)]
+    for hull in paved.hulls:
+        xy, heading = _hull_outline(hull)
+        candidates.append((xy, heading, -_normals(heading), False))
+    for xy, heading, out, ends in candidates:
+        outer = ~paved(xy + 0.6 * out)
+        if ends:
+            outer[[0, -1]] = False
+        idx = np.flatnonzero(outer)
+        if len(idx) < 3:
+            continue
+        breaks = np.flatnonzero(np.diff(idx) > 1)
+        for run in np.split(idx, breaks + 1):
+            if len(run) >= 3:
+                edges.append(_Edge(xy[run], heading[run], out[run]))
     return edges
 
 
@@ -438,8 +427,8 @@ def _light_heads(road: RoadNetwork, paved: _Paved, mb: MeshBuilder) -> list[Ligh
         heads.append(LightHead(light_index[sl.light], sl.light, centre, facing))
         mb.add(cylinder(pole[0], pole[1], 0.12, 0.0, HEAD_Z + 0.9, sides=6), mt.POLE_MAT)
         arm_len = float(np.linalg.norm(pole - xy))
-        arm = transform(box(-0.06, 0.06, 0.0, arm_len, HEAD_Z + 0.62, HEAD_Z + 0.74),
-                        heading - math.pi / 2.0 + math.pi, (xy[0], xy[1], 0.0))
+        arm = transform(box(-0.06, 0.06, 0.0, arm_len, HEAD_Z + 0.62, HEAD_Z + 0.74), heading + math.pi,
+                        (xy[0], xy[1], 0.0))
         mb.add(arm, mt.POLE_MAT)
         w, d, h = HEAD_SIZE
         housing = box(-0.5 * d, 0.5 * d, -0.5 * w, 0.5 * w, HEAD_Z - 0.5 * h, HEAD_Z + 0.5 * h)
