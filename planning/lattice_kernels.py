@@ -122,6 +122,9 @@ class ReferenceLine:
             if arr.shape != (n,):
                 raise ValueError(f"ReferenceLine.{name} must have shape ({n},), got {arr.shape}")
             object.__setattr__(self, name, arr)
+        for name in ("xy", "s", "heading", "kappa"):
+            if not np.all(np.isfinite(getattr(self, name))):
+                raise ValueError(f"ReferenceLine.{name} must be finite")
         if not np.all(np.diff(self.s) > 0.0):
             raise ValueError("ReferenceLine.s must be strictly increasing")
         object.__setattr__(self, "d_min", _per_point(self.d_min, n, "ReferenceLine", "d_min"))
@@ -204,11 +207,13 @@ class Agents:
         pose = frozen_array(self.pose)
         if pose.ndim != 4 or pose.shape[3] != 3:
             raise ValueError(f"Agents.pose must have shape (A, K, N, 3), got {pose.shape}")
+        if not np.all(np.isfinite(pose)):
+            raise ValueError("Agents.pose must be finite (a NaN would read as no collision)")
         n_a, n_k = pose.shape[:2]
         object.__setattr__(self, "pose", pose)
         prob = frozen_array(self.prob)
-        if prob.shape != (n_a, n_k):
-            raise ValueError(f"Agents.prob must have shape ({n_a}, {n_k}), got {prob.shape}")
+        if prob.shape != (n_a, n_k) or not np.all((prob >= 0.0) & (prob <= 1.0)):
+            raise ValueError(f"Agents.prob must have shape ({n_a}, {n_k}) and lie in [0, 1], got {prob}")
         object.__setattr__(self, "prob", prob)
         for name in ("length", "width"):
             arr = frozen_array(getattr(self, name))
@@ -232,7 +237,7 @@ class CostWeights(NamedTuple):
     jerk_lon: float = 0.05  # x integral of longitudinal jerk^2 [m^2/s^5]
     offset_terminal: float = 2.0  # x (end offset from the nearest lane centre)^2 [m^2]
     offset_integrated: float = 0.5  # x mean (offset from the nearest lane centre)^2 [m^2]
-    speed_error: float = 1.0  # x mean (s_dot - v_desired)^2 [m^2/s^2]
+    speed_error: float = 1.0  # x (s_dot at the horizon - v_desired)^2 [m^2/s^2]
     progress: float = 0.1  # x -(s gain over the horizon) / horizon [m/s]
     lead: float = 2.0  # x mean over samples behind the lead in its corridor of 1/time gap + 1/TTC [1/s]
     proximity: float = 2.0  # x 1 / min clearance [1/m]
@@ -711,14 +716,14 @@ def collisions(
     n_t = min(x.shape[1], agent_pose.shape[2])
     prob = np.full(n_c, np.nan)
     clearance = np.full(n_c, np.nan)
-    if n_t == 0:
+    if n_t == 0 or n_c == 0:
         return prob, clearance
 
     r_e, ego_off = ego_circles(ego_length, ego_width, ego_rear_to_centre)
     ego_reach = max(abs(ego_off[0]), abs(ego_off[EGO_CIRCLES - 1])) + r_e  # around the rear-axle point
     body_reach = ego_off[EGO_CIRCLES - 1] - ego_rear_to_centre + r_e  # around the body centre
 
-    # Agents: circles and their centres, reach around the box centre, box over the horizon, longest step.
+    # Agents: circles and their centres, reach around the box centre, box over the horizon.
     n_circ = np.empty(n_a, np.int64)
     r_a = np.empty(n_a)
     a_off = np.empty((n_a, MAX_AGENT_CIRCLES))
@@ -850,7 +855,8 @@ def candidate_costs(
       JERK_LAT, JERK_LON: integral of d_dddot^2 and s_dddot^2;
       OFFSET_TERMINAL: (end offset from the nearest lane centre)^2;
       OFFSET_INTEGRATED: mean (offset of d(t) from the nearest lane centre)^2;
-      SPEED_ERROR: mean (s_dot - v_desired)^2;
+      SPEED_ERROR: (s_dot at the horizon - v_desired)^2, the end state's error as in Werling et al.
+                   (an integrated error would reward braking or accelerating as hard as allowed);
       PROGRESS: -(s at the horizon - s0) / horizon;
       LEAD: mean over samples of, while |d - lead_d| < lane_width / 2 (the lead's corridor),
             1 / time gap + 1 / time to collision when closing in, each floored at INVERSE_FLOOR;
@@ -875,15 +881,12 @@ def candidate_costs(
         jerk_lat = 0.0
         jerk_lon = 0.0
         offset = 0.0
-        speed = 0.0
         lead = 0.0
         for k in range(n_s):
             jerk_lat += L[JERK, k] * L[JERK, k]
             jerk_lon += G[JERK, k] * G[JERK, k]
             off = _lane_offset(L[POS, k], lane_width)
             offset += off * off
-            dv = G[VEL, k] - v_desired
-            speed += dv * dv
             if has_lead and abs(L[POS, k] - lead_d) < 0.5 * lane_width:
                 gap = lead_s + lead_v * (k * dt) - (G[POS, k] + ego_front)
                 lead += 1.0 / max(gap / max(G[VEL, k], GAP_SPEED_MIN), INVERSE_FLOOR)
@@ -903,7 +906,7 @@ def candidate_costs(
         terms[c, JERK_LON] = jerk_lon * dt
         terms[c, OFFSET_TERMINAL] = off_end * off_end
         terms[c, OFFSET_INTEGRATED] = offset / n_s
-        terms[c, SPEED_ERROR] = speed / n_s
+        terms[c, SPEED_ERROR] = (G[VEL, n_s - 1] - v_desired) ** 2
         terms[c, PROGRESS] = -(G[POS, n_s - 1] - s0) / horizon
         terms[c, LEAD] = lead / n_s
         terms[c, PROXIMITY] = 1.0 / max(clearance[c], INVERSE_FLOOR)
@@ -943,6 +946,7 @@ def _empty_previous() -> np.ndarray:
 
 
 def sample_paths(start: FrenetState, grid: SamplingGrid, params: PlannerParams) -> Lattice:
+    """The lattice of lateral x longitudinal profiles; following targets only when the grid has a lead."""
     lead = grid.lead
     follow_gap = grid.follow_gap if lead is not None else np.zeros(0)
     lead_s, lead_v = (lead.s, lead.v) if lead is not None else (0.0, 0.0)
@@ -955,12 +959,14 @@ def sample_paths(start: FrenetState, grid: SamplingGrid, params: PlannerParams) 
 
 
 def to_cartesian(reference: ReferenceLine, lattice: Lattice) -> Cartesian:
+    """Every candidate sample in the world frame."""
     r = reference
     out = frenet_to_cartesian(r.s, r.xy, r.heading, r.kappa, r.dkappa, lattice.lat, lattice.lon, lattice.lat_index, lattice.lon_index)
     return Cartesian(*out)
 
 
 def check_feasibility(reference: ReferenceLine, lattice: Lattice, cart: Cartesian, params: PlannerParams) -> Feasibility:
+    """Speed, acceleration, curvature and road limits on every sample."""
     p = params
     out = feasibility(
         reference.s, reference.d_min, reference.d_max, lattice.lat, lattice.lon, lattice.lat_index, lattice.lon_index,
@@ -970,6 +976,7 @@ def check_feasibility(reference: ReferenceLine, lattice: Lattice, cart: Cartesia
 
 
 def check_collisions(cart: Cartesian, active: np.ndarray, agents: Agents, params: PlannerParams) -> Collisions:
+    """Collision probability and clearance of the active candidates against every predicted mode."""
     p = params
     out = collisions(
         cart.x, cart.y, cart.cos_yaw, cart.sin_yaw, active, agents.pose, agents.prob, agents.length, agents.width, agents.margin,
@@ -982,6 +989,7 @@ def cost(
     reference: ReferenceLine, start: FrenetState, grid: SamplingGrid, lattice: Lattice, cart: Cartesian,
     active: np.ndarray, coll: Collisions, weights: CostWeights, previous: np.ndarray | None, params: PlannerParams,
 ) -> Costs:
+    """Weighted cost of the active candidates; previous is the last plan's (M, 2) x, y at this cycle's sample times."""
     lead = grid.lead
     out = candidate_costs(
         lattice.lat, lattice.lon, lattice.lat_index, lattice.lon_index, lattice.d_end, cart.x, cart.y, active, coll.clearance,
@@ -993,6 +1001,7 @@ def cost(
 
 
 def pick(costs: Costs, feasible: np.ndarray, coll: Collisions) -> int:
+    """The cheapest feasible, collision-free candidate, or -1."""
     return int(lowest_cost(costs.total, feasible, coll.prob))
 
 

@@ -296,7 +296,7 @@ def candidate_costs(
     sub[:, JERK_LON] = np.sum(G[:, JERK] ** 2, axis=1) * dt
     sub[:, OFFSET_TERMINAL] = _lane_offset(d_end[rows], lane_width) ** 2
     sub[:, OFFSET_INTEGRATED] = np.mean(_lane_offset(d, lane_width) ** 2, axis=1)
-    sub[:, SPEED_ERROR] = np.mean((s_dot - v_desired) ** 2, axis=1)
+    sub[:, SPEED_ERROR] = (s_dot[:, -1] - v_desired) ** 2
     sub[:, PROGRESS] = -(s[:, -1] - s0) / t[-1]
 
     if has_lead:

@@ -85,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="print or write the scenario JSON schema for editors")
     p.add_argument("--out", default=None)
     p.set_defaults(func=_cmd_schema)
+
+    from sim.view.cli import add_view_parsers
+
+    add_view_parsers(sub)
     return parser
 
 

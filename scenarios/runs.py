@@ -81,7 +81,7 @@ def run_case(case: ScenarioCase, seed: int | None = None, planner: str = "idm", 
         if log_dir is not None:
             Path(log_dir).mkdir(parents=True, exist_ok=True)
             path = Path(log_dir) / f"{_safe(scn.name)}_seed{row['seed']}.npz"
-            log.meta["file"] = case.path
+            log.meta["file"] = str(Path(case.path).resolve())
             row["log"] = str(log.save(path))
         row["plan_ms_median"] = float(np.nanmedian(log.timings[:, 2]) * 1e3) if len(log.timings) else None
     except Exception as err:  # noqa: BLE001 - a failing case becomes an error row

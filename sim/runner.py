@@ -16,11 +16,13 @@ import numpy as np
 from planning.base import PlannerInput
 from planning.route import project_to_route
 from sim.log import RunLog
+from sim.types import Control
 from sim.world import World
 
 PLAN_HORIZON = 8.0  # [s]
 PLAN_DT = 0.1  # [s]
 PLAN_POINTS = int(round(PLAN_HORIZON / PLAN_DT)) + 1
+GOAL_TOLERANCE = 0.5  # [m] route s short of the goal that counts as reached
 
 
 class SimulationError(RuntimeError):
@@ -36,80 +38,136 @@ class Stack:
     perception_name: str = "oracle"
 
 
+class ClosedLoop:
+    """One closed-loop run of `world` driven by `stack` along `route`, one `step()` per physics step."""
+
+    def __init__(self, world: World, stack: Stack, route, duration: float | None = None):
+        scn = world.scenario
+        self.world, self.stack, self.route = world, stack, route
+        duration = scn.duration if duration is None else duration
+        self.n_steps = int(round(duration / world.dt))  # physics steps in the whole run
+        self.stack_every = max(1, int(round(1.0 / (scn.stack_rate * world.dt))))  # physics steps per stack cycle
+        n_act = world.n_actors
+        T, K = self.n_steps + 1, self.n_steps // self.stack_every + 1
+        self._ego = np.full((T, 6), np.nan)
+        self._actors = np.full((T, n_act, 5), np.nan)
+        self._active = np.zeros((T, n_act), dtype=bool)
+        self._lights = np.zeros((T, len(world.light_names)), dtype=np.int8)
+        self._stack_t = np.full(K, np.nan)
+        self._controls = np.full((K, 2), np.nan)
+        self._timings = np.full((K, 4), np.nan)
+        self._plans = np.full((K, PLAN_POINTS, 7), np.nan)
+        self._behaviour: list[str] = []
+        self._cstate = None  # the controller's state, passed back in every step
+        self.k = 0  # physics steps taken
+        self.cycles = 0  # stack cycles run
+        self.perception = None  # latest PerceptionOutput
+        self.prediction = None  # latest Prediction
+        self.trajectory = None  # latest Trajectory
+        self.control: Control | None = None  # latest command applied to the ego
+        self.route_s = 0.0  # [m] ego rear axle along the route
+        self._record(0)
+
+    @property
+    def done(self) -> bool:
+        """The run has taken all of its physics steps."""
+        return self.k >= self.n_steps
+
+    @property
+    def at_goal(self) -> bool:
+        return self.route_s >= self.route.goal_s - GOAL_TOLERANCE
+
+    @property
+    def last_timings(self) -> np.ndarray:
+        """(4,) [s] perception, prediction, planning, control of the latest stack cycle (NaN before the first)."""
+        return self._timings[max(self.cycles - 1, 0)].copy()
+
+    @property
+    def last_behaviour(self) -> str:
+        return self._behaviour[-1] if self._behaviour else ""
+
+    def step(self, command: Control | None = None) -> None:
+        """One physics step; the stack runs first when a cycle is due.
+
+        `command`, when given, is applied instead of the controller's (the
+        controller still runs, so its state stays current for when it takes over).
+        """
+        if self.done:
+            raise SimulationError(f"the run is over: all {self.n_steps} steps are taken")
+        world, due = self.world, self.k % self.stack_every == 0
+        if due:
+            self._run_stack()
+        t0 = time.perf_counter()
+        control, self._cstate = self.stack.controller.step(world.ego_state(), self.trajectory, self._cstate)
+        applied = control if command is None else command
+        if due:
+            self._timings[self.cycles, 3] = time.perf_counter() - t0
+            self._controls[self.cycles] = (applied.steer, applied.accel)
+            self.cycles += 1
+        self.control = applied
+        world.set_ego_command(applied.steer, applied.accel)
+        world.step()
+        self.k += 1
+        self._record(self.k)
+        self.route_s, _ = project_to_route(self.route, np.array(self._ego[self.k, :2]), hint_s=self.route_s)
+
+    def _run_stack(self) -> None:
+        world, stack, cycle = self.world, self.stack, self.cycles
+        e = world.ego_state()
+        t0 = time.perf_counter()
+        self.perception = stack.perception(world)
+        t1 = time.perf_counter()
+        self.prediction = stack.predictor.predict(self.perception, horizon=PLAN_HORIZON, dt=PLAN_DT)
+        t2 = time.perf_counter()
+        traj = stack.planner.plan(PlannerInput(e, self.perception, self.prediction, self.route, world.road,
+                                               self.trajectory))
+        t3 = time.perf_counter()
+        if traj is None or len(traj) < 2:
+            raise SimulationError(f"planner '{stack.planner.name}' returned no trajectory at t={e.t:.2f} s")
+        self.trajectory = traj
+        self._stack_t[cycle] = e.t
+        n = min(len(traj), PLAN_POINTS)
+        self._plans[cycle, :n] = np.column_stack([traj.t, traj.x, traj.y, traj.yaw, traj.v, traj.a, traj.kappa])[:n]
+        self._timings[cycle, :3] = (t1 - t0, t2 - t1, t3 - t2)
+        self._behaviour.append(getattr(stack.planner, "behaviour", stack.planner.name))
+
+    def _record(self, k: int) -> None:
+        world = self.world
+        e = world.ego_state()
+        self._ego[k] = (e.x, e.y, e.yaw, e.v, e.a, e.steer)
+        if not np.all(np.isfinite(self._ego[k])):
+            raise SimulationError(f"ego state became non-finite at t={world.t:.2f} s: {self._ego[k].tolist()}")
+        self._actors[k] = world.actor_table()
+        self._active[k] = world.actor_active()
+        self._lights[k] = world.light_codes()
+
+    def log(self) -> RunLog:
+        """The run so far (copies: the loop may go on)."""
+        world, scn, route, stack = self.world, self.world.scenario, self.route, self.stack
+        T, K = self.k + 1, self.cycles
+        length, width = world.actor_sizes()
+        return RunLog(
+            scenario=scn.name, seed=world.seed, dt=world.dt, t=np.arange(T) * world.dt, ego=self._ego[:T].copy(),
+            ego_length=scn.ego.vehicle.length, ego_width=scn.ego.vehicle.width,
+            ego_center_offset=0.5 * scn.ego.vehicle.wheelbase,
+            actor_ids=np.arange(1, world.n_actors + 1), actor_names=world.names[1:],
+            actor_cls=np.array(world.actor_classes()), actor_length=length, actor_width=width,
+            actors=self._actors[:T].copy(), actor_active=self._active[:T].copy(),
+            light_names=list(world.light_names), light_states=self._lights[:T].copy(),
+            route_lanes=np.array(route.lane_ids, dtype=np.int64), route_xy=np.array(route.xy),
+            goal_s=float(route.goal_s), stack_t=self._stack_t[:K].copy(), controls=self._controls[:K].copy(),
+            timings=self._timings[:K].copy(), behaviour=self._behaviour[:K], plans=self._plans[:K].copy(),
+            meta={"planner": stack.planner.name, "perception": stack.perception_name,
+                  "events": [list(e) for e in world.fired],
+                  "collisions": [[t, world.names[i], world.names[j]] for t, i, j in world.collisions]},
+        )
+
+
 def run_closed_loop(world: World, stack: Stack, route, duration: float | None = None,
                     stop_at_goal: bool = True) -> RunLog:
-    scn = world.scenario
-    duration = scn.duration if duration is None else duration
-    dt = world.dt
-    n_steps = int(round(duration / dt))
-    stack_every = max(1, int(round(1.0 / (scn.stack_rate * dt))))
-    n_act = world.n_actors
-    T, K = n_steps + 1, n_steps // stack_every + 1
-    ego = np.full((T, 6), np.nan)
-    actors = np.full((T, n_act, 5), np.nan)
-    active = np.zeros((T, n_act), dtype=bool)
-    lights = np.zeros((T, len(world.light_names)), dtype=np.int8)
-    stack_t = np.full(K, np.nan)
-    controls = np.full((K, 2), np.nan)
-    timings = np.full((K, 4), np.nan)
-    plans = np.full((K, PLAN_POINTS, 7), np.nan)
-    behaviour: list[str] = []
-
-    def record(k: int) -> None:
-        e = world.ego_state()
-        ego[k] = (e.x, e.y, e.yaw, e.v, e.a, e.steer)
-        if not np.all(np.isfinite(ego[k])):
-            raise SimulationError(f"ego state became non-finite at t={world.t:.2f} s: {ego[k].tolist()}")
-        actors[k] = world.actor_table()
-        active[k] = world.actor_active()
-        lights[k] = world.light_codes()
-
-    record(0)
-    traj, cstate, cycle, last = None, None, 0, 0
-    route_s = 0.0
-    for k in range(n_steps):
-        if k % stack_every == 0:
-            e = world.ego_state()
-            t0 = time.perf_counter()
-            perc = stack.perception(world)
-            t1 = time.perf_counter()
-            pred = stack.predictor.predict(perc, horizon=PLAN_HORIZON, dt=PLAN_DT)
-            t2 = time.perf_counter()
-            traj = stack.planner.plan(PlannerInput(e, perc, pred, route, world.road, traj))
-            t3 = time.perf_counter()
-            if traj is None or len(traj) < 2:
-                raise SimulationError(f"planner '{stack.planner.name}' returned no trajectory at t={e.t:.2f} s")
-            stack_t[cycle] = e.t
-            n = min(len(traj), PLAN_POINTS)
-            plans[cycle, :n] = np.column_stack([traj.t, traj.x, traj.y, traj.yaw, traj.v, traj.a, traj.kappa])[:n]
-            timings[cycle, :3] = (t1 - t0, t2 - t1, t3 - t2)
-            behaviour.append(getattr(stack.planner, "behaviour", stack.planner.name))
-        t3 = time.perf_counter()
-        control, cstate = stack.controller.step(world.ego_state(), traj, cstate)
-        if k % stack_every == 0:
-            timings[cycle, 3] = time.perf_counter() - t3
-            controls[cycle] = (control.steer, control.accel)
-            cycle += 1
-        world.set_ego_command(control.steer, control.accel)
-        world.step()
-        record(k + 1)
-        last = k + 1
-        if stop_at_goal:
-            route_s, _ = project_to_route(route, np.array(ego[k + 1, :2]), hint_s=route_s)
-            if route_s >= route.goal_s - 0.5:
-                break
-    T = last + 1
-    return RunLog(
-        scenario=scn.name, seed=world.seed, dt=dt, t=np.arange(T) * dt, ego=ego[:T],
-        ego_length=scn.ego.vehicle.length, ego_width=scn.ego.vehicle.width,
-        ego_center_offset=0.5 * scn.ego.vehicle.wheelbase,
-        actor_ids=np.arange(1, n_act + 1), actor_names=world.names[1:], actor_cls=np.array(world.actor_classes()),
-        actor_length=world.actor_sizes()[0], actor_width=world.actor_sizes()[1],
-        actors=actors[:T], actor_active=active[:T], light_names=list(world.light_names), light_states=lights[:T],
-        route_lanes=np.array(route.lane_ids, dtype=np.int64), route_xy=np.array(route.xy), goal_s=float(route.goal_s),
-        stack_t=stack_t[:cycle], controls=controls[:cycle], timings=timings[:cycle], behaviour=behaviour[:cycle],
-        plans=plans[:cycle],
-        meta={"planner": stack.planner.name, "perception": stack.perception_name,
-              "events": [list(e) for e in world.fired],
-              "collisions": [[t, world.names[i], world.names[j]] for t, i, j in world.collisions]},
-    )
+    loop = ClosedLoop(world, stack, route, duration)
+    while not loop.done:
+        loop.step()
+        if stop_at_goal and loop.at_goal:
+            break
+    return loop.log()

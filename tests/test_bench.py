@@ -20,6 +20,7 @@ from scenarios.bench import (
     add_bench_parser,
     comparable,
     compare_with_baseline,
+    execute,
     make_tasks,
     run_tasks,
 )
@@ -105,6 +106,18 @@ def test_a_raising_and_a_hanging_run_become_error_rows_and_the_rest_go_on(baseli
     reference = load_rows(baseline)
     for k in (0, 3):
         assert comparable(run.rows[k]) == comparable(reference[k])
+
+
+def test_a_nan_score_becomes_an_error_row(cases, monkeypatch):
+    import scenarios.runs
+    from scenarios.metrics import compute_metrics
+
+    def nan_score(*args, **kwargs):
+        return dataclasses.replace(compute_metrics(*args, **kwargs), score=float("nan"))
+
+    monkeypatch.setattr(scenarios.runs, "compute_metrics", nan_score)
+    row = execute(make_tasks(cases[-1:])[0])  # in this process, as a worker runs it
+    assert row["error"].startswith("ValueError: score is not finite") and row["score"] == 0.0
 
 
 def test_ctrl_c_keeps_the_finished_rows(cases, tmp_path):

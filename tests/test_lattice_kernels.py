@@ -391,14 +391,26 @@ def test_a_blocked_single_lane_picks_a_stop_before_the_obstacle():
     reference = straight_road(lanes_left=0, lanes_right=0)
     start = FrenetState(s=20.0, s_dot=12.0, s_ddot=0.0, d=0.0, d_dot=0.0, d_ddot=0.0)
     obstacle_s = 75.0
-    lead = Lead(s=obstacle_s - 2.3, v=0.0, d=0.0)  # the behaviour layer reports the parked car as the lead
-    grid = behaviour_grid(s_stop=[obstacle_s - 10.0], follow_gap=[1.0, 2.0], lead=lead)
+    rear = obstacle_s - 2.3
+    # The behaviour layer, with no lane to change to, asks for a stop: stop targets, the parked car as the lead, v_desired 0.
+    grid = behaviour_grid(v_desired=0.0, s_stop=[rear - 8.0, rear - 4.0], follow_gap=[1.0], lead=Lead(s=rear, v=0.0, d=0.0))
     result = nb.plan_lattice(reference, start, grid, parked_car(obstacle_s, 0.0), CostWeights())
     i = result.index
     assert i >= 0 and result.collisions.prob[i] == 0.0
-    assert result.lattice.kind[i] in (STOPPING, FOLLOWING) or result.lattice.target[i] == 0.0
-    assert result.cartesian.v[i, -1] < 0.1
-    assert result.cartesian.x[i, -1] < obstacle_s - 2.3 - PlannerParams().ego_front
+    assert result.lattice.kind[i] in (STOPPING, FOLLOWING) or result.lattice.target[i] == 0.0  # a stop, by any profile
+    assert np.all(result.cartesian.v[i, -10:] < 1e-6)
+    assert result.cartesian.x[i, -1] + PlannerParams().ego_front < rear
+
+
+def test_a_blocked_single_lane_at_cruising_speed_never_drives_through_the_obstacle():
+    reference = straight_road(lanes_left=0, lanes_right=0)
+    start = FrenetState(s=20.0, s_dot=12.0, s_ddot=0.0, d=0.0, d_dot=0.0, d_ddot=0.0)
+    obstacle_s = 75.0
+    grid = behaviour_grid(s_stop=[obstacle_s - 10.0])
+    result = nb.plan_lattice(reference, start, grid, parked_car(obstacle_s, 0.0), CostWeights())
+    i = result.index
+    assert i >= 0 and result.collisions.prob[i] == 0.0
+    assert result.cartesian.x[i, -1] + PlannerParams().ego_front < obstacle_s - 2.3
 
 
 def test_no_safe_candidate_gives_minus_one():

@@ -35,7 +35,7 @@ from sim.view.frame import (ActorLayer, FrameData, Hud, PredictionLayer, SensorI
                             read_sensors)
 from sim.view.layout import Viewport, box_corners  # noqa: E402
 from sim.view.live import LiveView  # noqa: E402
-from sim.view.loop import ClosedLoop  # noqa: E402
+from sim.runner import ClosedLoop  # noqa: E402
 from sim.view.manual import ManualConfig, manual_command  # noqa: E402
 from sim.view.replay import EncoderMissing, ReplayView, render_log, scenario_for_log  # noqa: E402
 from sim.world import World  # noqa: E402
@@ -223,6 +223,8 @@ def test_screenshot_shows_the_actors_where_they_are_and_the_planned_path(clock, 
     while app.world.t < 3.0:
         app.step()
     key(pygame.K_F7)  # legend off: nothing drawn over the map but the title bar
+    for _ in range(3):
+        key(pygame.K_MINUS)  # zoom out to see the oncoming cars
     app.process_events()
     frame = app.draw()
     key(pygame.K_p)
@@ -279,6 +281,28 @@ def test_sensor_panels_draw_an_image_and_a_point_cloud():
 
     with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8"):
         SensorImages(camera=np.zeros((4, 4)), lidar=None)
+
+
+def test_every_predicted_mode_and_the_candidate_fan_are_drawn():
+    renderer = Renderer(World(straight_road()).road)
+    surface = pygame.Surface(SIZE)
+    steps = np.arange(1, 31)[:, None] * 0.1
+    straight_on = np.column_stack([120.0 + 10.0 * steps[:, 0], np.zeros(30)])
+    turning = np.column_stack([120.0 + 10.0 * steps[:, 0], 8.0 * steps[:, 0] ** 2])
+    prediction = PredictionLayer(ids=[1], xy=np.stack([straight_on, turning])[None], prob=[[0.7, 0.3]], dt=0.1)
+    fan = (np.column_stack([np.linspace(105, 140, 30), np.linspace(-2, -12, 30)]),)
+    frame = dataclasses.replace(_frame(SensorImages(None, None)), prediction=prediction, candidates=fan,
+                                view=ViewState(center=(130.0, 0.0), scale=6.0, layers=frozenset({"predictions",
+                                                                                                  "candidates"})))
+    layout = renderer.render(surface, frame)
+    vp = Viewport(layout.view, frame.view.center, frame.view.scale)
+
+    def colour(xy) -> tuple:
+        return tuple(surface.get_at(tuple(int(v) for v in vp.to_screen(xy))))[:3]
+
+    assert colour(turning[15]) == style.dim(style.CLASS_COLOUR[CAR], 0.45 + 0.55 * 0.3)
+    assert colour(straight_on[25]) == style.dim(style.CLASS_COLOUR[CAR], 0.45 + 0.55 * 0.7)
+    assert colour(fan[0][20]) == style.CANDIDATE
 
 
 def test_read_sensors_uses_world_sensors_when_there_are_some():

@@ -15,7 +15,7 @@ import numpy as np
 
 from sim.sensors import materials as mt
 from sim.sensors.frames import SEMANTIC_ID
-from sim.sensors.meshes import Mesh, MeshBuilder, box, concat_meshes, profile_prism
+from sim.sensors.meshes import Mesh, MeshBuilder, box, concat_meshes, outward, profile_prism
 from sim.types import CLASS_NAMES, CYCLIST, PEDESTRIAN, TRUCK, frozen_array
 
 
@@ -25,22 +25,29 @@ class ActorMeshes:
 
     mesh: Mesh  # owner = actor index (row in world.actor_table()), instance = track id
     tri_start: np.ndarray  # (N + 1,) int, actor i owns triangles tri_start[i]:tri_start[i + 1]
-    height: np.ndarray  # (N,) [m] the top of each actor's box
+    extents: np.ndarray  # (N, 6) [m] each mesh's box in its own frame: x0, x1, y0, y1, z0, z1
     model: tuple[str, ...]  # per actor: "sedan", "hatchback", "suv", "van", "truck", "pedestrian", "cyclist"
 
     def __post_init__(self):
         object.__setattr__(self, "tri_start", frozen_array(self.tri_start, np.int64))
-        object.__setattr__(self, "height", frozen_array(self.height))
+        object.__setattr__(self, "extents", frozen_array(self.extents))
+
+
+class _Parts(MeshBuilder):
+    """A MeshBuilder whose parts are closed and convex: each is wound outwards."""
+
+    def add(self, part, material, **kw) -> None:
+        super().add(outward(part), material, **kw)
 
 
 def _wheel(x: float, y0: float, y1: float, r: float):
-    a = np.linspace(0.0, 2.0 * math.pi, 8, endpoint=False) + math.pi / 8.0
+    a = np.linspace(0.0, 2.0 * math.pi, 6, endpoint=False) + math.pi / 6.0
     return profile_prism(np.column_stack([x + r * np.cos(a), r + r * np.sin(a)]), y0, y1)
 
 
 def _split_glass(mb: MeshBuilder, part, paint: mt.Material, glass_if) -> None:
     """Add a part, faces whose normal satisfies glass_if(normal) in glass, the rest in paint."""
-    v, t = part
+    v, t = outward(part)
     n = np.cross(v[t[:, 1]] - v[t[:, 0]], v[t[:, 2]] - v[t[:, 0]])
     n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
     glass = np.array([glass_if(k) for k in n], dtype=bool)
@@ -56,7 +63,7 @@ def _lights(mb: MeshBuilder, L: float, W: float, z0: float, z1: float) -> None:
 
 
 def _car(L: float, W: float, model: str, paint: mt.Material, rng) -> tuple[Mesh, float]:
-    mb = MeshBuilder()
+    mb = _Parts()
     H = {"sedan": 1.45, "hatchback": 1.5, "suv": 1.75}[model] * float(rng.uniform(0.97, 1.04))
     r = 0.31 if model != "suv" else 0.36
     belt = 0.55 * H + (0.08 if model == "suv" else 0.0)
@@ -72,9 +79,10 @@ def _car(L: float, W: float, model: str, paint: mt.Material, rng) -> tuple[Mesh,
     else:
         cabin = [(-0.46 * L, belt), (0.24 * L, belt), (0.1 * L, H), (-0.45 * L, H)]
     _split_glass(mb, profile_prism(cabin, -0.86 * hw, 0.86 * hw), paint, lambda n: n[2] < 0.8)
-    for side in (-1.0, 1.0):  # bumpers reach the ends of the box
-        mb.add(box(0.5 * L - 0.05, 0.5 * L, -hw + 0.05, hw - 0.05, bottom, bottom + 0.22), mt.BUMPER_MAT)
-        mb.add(box(-0.5 * L, -0.5 * L + 0.05, -hw + 0.05, hw - 0.05, bottom, bottom + 0.22), mt.BUMPER_MAT)
+    # bumpers reach the ends of the box
+    mb.add(box(0.5 * L - 0.05, 0.5 * L, -hw + 0.05, hw - 0.05, bottom, bottom + 0.22), mt.BUMPER_MAT)
+    mb.add(box(-0.5 * L, -0.5 * L + 0.05, -hw + 0.05, hw - 0.05, bottom, bottom + 0.22), mt.BUMPER_MAT)
+    for side in (-1.0, 1.0):
         for x in (0.5 * L - 0.85, -0.5 * L + 0.9):
             y0, y1 = sorted((side * (hw - 0.02), side * (hw - 0.25)))
             mb.add(_wheel(x, y0, y1, r), mt.TYRE_MAT)
@@ -83,7 +91,7 @@ def _car(L: float, W: float, model: str, paint: mt.Material, rng) -> tuple[Mesh,
 
 
 def _van(L: float, W: float, paint: mt.Material, rng) -> tuple[Mesh, float]:
-    mb = MeshBuilder()
+    mb = _Parts()
     H = float(rng.uniform(2.1, 2.5))
     hw = 0.5 * W
     mb.add(profile_prism([(-0.5 * L, 0.35), (0.5 * L - 0.05, 0.35), (0.5 * L - 0.05, 0.95), (0.5 * L - 0.6, 1.1),
@@ -104,7 +112,7 @@ def _van(L: float, W: float, paint: mt.Material, rng) -> tuple[Mesh, float]:
 
 
 def _truck(L: float, W: float, paint: mt.Material, rng) -> tuple[Mesh, float]:
-    mb = MeshBuilder()
+    mb = _Parts()
     H = float(rng.uniform(3.6, 4.0))
     hw = 0.5 * W
     cab = min(2.4, 0.3 * L)
@@ -154,7 +162,7 @@ def _clothes(rng):
 
 
 def _pedestrian(L: float, W: float, rng) -> tuple[Mesh, float]:
-    mb = MeshBuilder()
+    mb = _Parts()
     H = float(rng.uniform(1.55, 1.9))
     shirt, trousers, skin = _clothes(rng)
     _person(mb, 0.0, 0.0, H, shirt, trousers, skin)
@@ -162,7 +170,7 @@ def _pedestrian(L: float, W: float, rng) -> tuple[Mesh, float]:
 
 
 def _cyclist(L: float, W: float, rng) -> tuple[Mesh, float]:
-    mb = MeshBuilder()
+    mb = _Parts()
     shirt, trousers, skin = _clothes(rng)
     H = float(rng.uniform(1.65, 1.85))
     r = 0.34
@@ -175,10 +183,12 @@ def _cyclist(L: float, W: float, rng) -> tuple[Mesh, float]:
 
 
 def _fit(mesh: Mesh, L: float, W: float) -> Mesh:
-    """Scale a mesh in x and y so that it spans exactly [-L/2, L/2] x [-W/2, W/2]."""
+    """Centre a mesh on the origin and shrink it in x and y (keeping its proportions)
+    until it fits inside [-L/2, L/2] x [-W/2, W/2]."""
     v = np.array(mesh.vertices)
     lo, hi = v[:, :2].min(axis=0), v[:, :2].max(axis=0)
-    v[:, :2] = (v[:, :2] - 0.5 * (lo + hi)) / (hi - lo) * (L, W)
+    scale = min(1.0, L / (hi[0] - lo[0]), W / (hi[1] - lo[1]))
+    v[:, :2] = (v[:, :2] - 0.5 * (lo + hi)) * scale
     return replace(mesh, vertices=v)
 
 
@@ -209,12 +219,13 @@ def actor_mesh(cls: int, length: float, width: float, rng: np.random.Generator) 
 def build_actor_meshes(classes: np.ndarray, lengths: np.ndarray, widths: np.ndarray,
                        rng: np.random.Generator) -> ActorMeshes:
     """Meshes for actors 0..N-1 (rows of world.actor_table()); track id = index + 1."""
-    meshes, heights, models = [], [], []
+    meshes, extents, models = [], [], []
     for i, (cls, length, width) in enumerate(zip(classes, lengths, widths)):
-        mesh, h, model = actor_mesh(int(cls), float(length), float(width), rng)
+        mesh, _, model = actor_mesh(int(cls), float(length), float(width), rng)
         meshes.append(replace(mesh, instance=np.full(len(mesh), i + 1), owner=np.full(len(mesh), i)))
-        heights.append(h)
+        lo, hi = mesh.vertices.min(axis=0), mesh.vertices.max(axis=0)
+        extents.append([lo[0], hi[0], lo[1], hi[1], lo[2], hi[2]])
         models.append(model)
     counts = [len(m) for m in meshes]
     return ActorMeshes(concat_meshes(meshes), np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-                       np.array(heights, dtype=float), tuple(models))
+                       np.array(extents, dtype=float).reshape(-1, 6), tuple(models))

@@ -114,7 +114,7 @@ class CameraFrame:
 
 @dataclass(frozen=True)
 class LidarFrame:
-    points: np.ndarray  # (N, 4) x, y, z [m] ego frame, intensity [0, 1]
+    points: np.ndarray  # (N, 4) float32 x, y, z [m] ego frame, intensity [0, 1]
     beam: np.ndarray  # (N,) int, 0 = lowest beam
     azimuth: np.ndarray  # (N,) int, azimuth step; 0 looks along the sensor's x axis, counter-clockwise
     t: float  # [s] the whole sweep is taken at this instant (no motion within a sweep)
@@ -123,7 +123,8 @@ class LidarFrame:
     instance: np.ndarray | None = None  # (N,) int32 actor track id, 0 for no actor
 
     def __post_init__(self):
-        _freeze_fields(self, ("points", "T_ego_lidar"))
+        object.__setattr__(self, "points", frozen_array(self.points, np.float32))
+        _freeze_fields(self, ("T_ego_lidar",))
         object.__setattr__(self, "beam", frozen_array(self.beam, np.int16))
         object.__setattr__(self, "azimuth", frozen_array(self.azimuth, np.int16))
         if self.label is not None:

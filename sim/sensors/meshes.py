@@ -1,8 +1,9 @@
 """Triangle meshes: primitives and a builder that flattens materials per triangle.
 
 Primitives return (vertices (V, 3) [m], triangles (T, 3) int). Winding does
-not matter: the ray casters are two-sided and the shader turns every normal
-towards the viewer.
+not matter to Open3D (two-sided) and the shader turns every normal towards the
+viewer; actor meshes are closed convex parts wound outwards (`outward`), so
+the actor kernels can skip the triangles that face away from the sensor.
 """
 from __future__ import annotations
 
@@ -200,6 +201,18 @@ def fan(polygon_xy, z: float):
     k = len(p)
     v = np.column_stack([p, np.full(k, z)])
     return v, np.array([[0, i, i + 1] for i in range(1, k - 1)])
+
+
+def outward(part):
+    """The same convex part with every triangle wound so its normal (e1 x e2) points
+    away from the part's centre, as the actor kernels' back-face test expects."""
+    v, t = part
+    t = np.array(t)
+    c = v[t]
+    n = np.cross(c[:, 1] - c[:, 0], c[:, 2] - c[:, 0])
+    flip = np.einsum("ij,ij->i", n, c.mean(axis=1) - v.mean(axis=0)) < 0.0
+    t[flip] = t[flip][:, [0, 2, 1]]
+    return v, t
 
 
 def transform(part, yaw: float = 0.0, offset=(0.0, 0.0, 0.0)):

@@ -102,7 +102,11 @@ class ViewApp:
         return self.draw()
 
     def draw(self) -> FrameData:
-        data = self.tick()
+        """Gather a frame and draw it."""
+        return self.present(self.tick())
+
+    def present(self, data: FrameData) -> FrameData:
+        """Draw a gathered frame (and show it, in a window)."""
         self._actors = data.actors
         self.layout = self.renderer.render(self.surface, data)
         if self.window:

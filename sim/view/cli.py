@@ -55,6 +55,7 @@ def _cmd_drive(args) -> int:
     if headless:
         while app.world.t < args.until - 1e-9 and not app.finished:
             app.step()
+        app.running_score(refresh=True)
         app.draw()
         if args.screenshot:
             print(f"wrote {app.screenshot(args.screenshot)}")

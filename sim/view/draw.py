@@ -18,7 +18,8 @@ from sim.view.layout import PANEL_TITLE, Layout, Rect, Viewport, box_corners
 from sim.view.road_geometry import MARKING_COLOURS, MARKING_WIDTH, STOP_LINE_WIDTH, RoadGeometry
 
 LIDAR_RANGE = 50.0  # [m] half-width of the lidar bird's-eye panel
-TEXT_CACHE = 2048  # rendered strings kept
+TEXT_CACHE = 2048  # rendered strings (and translucent boxes) kept
+HELP_ALPHA = 245  # the help overlay hides the map almost fully
 GRID_STEP = 10.0  # [m]
 SCALE_BAR_STEPS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)  # [m]
 FONT_FAMILIES = {"sans": "dejavusans,liberationsans,arial,helvetica",
@@ -74,7 +75,7 @@ class Renderer:
         self.road = RoadGeometry.from_road(road)
         self.text = Text()
         self.help_lines = help_lines
-        self._boxes: dict[tuple[int, int], pygame.Surface] = {}
+        self._boxes: dict[tuple[int, int, int], pygame.Surface] = {}  # translucent backgrounds by size
 
     def render(self, surface: pygame.Surface, frame: FrameData) -> Layout:
         """Draw the whole window; returns the layout used (for the caller's hit tests)."""
@@ -108,11 +109,12 @@ class Renderer:
         self._actors(surface, frame, vp, "labels" in layers)
         self._title_bar(surface, frame, vp.rect)
         self._scale_bar(surface, vp)
+        left = vp.rect.x  # the status line starts right of the inspector
         if frame.inspector:
-            self._box_of_lines(surface, frame.inspector, (vp.rect.x + 10, vp.rect.y + 38), "selected actor")
+            left = self._box_of_lines(surface, frame.inspector, (vp.rect.x + 10, vp.rect.y + 38), "selected actor").right
         if frame.hud.status:
             r = self.text.render(frame.hud.status, style.WARNING, "title", bold=True)
-            x = vp.rect.x + (vp.rect.w - r.get_width()) // 2
+            x = max(vp.rect.x + (vp.rect.w - r.get_width()) // 2, left + 20)
             self._panel_box(surface, pygame.Rect(x - 10, vp.rect.y + 36, r.get_width() + 20, r.get_height() + 8))
             surface.blit(r, (x, vp.rect.y + 40))
         if "legend" in layers:
@@ -195,7 +197,7 @@ class Renderer:
             colour = style.CLASS_COLOUR.get(int(actors.cls[i]), style.CANDIDATE)
             if actors.cls[i] == PEDESTRIAN:
                 centre = vp.to_screen(actors.box[i, :2])
-                r = max(0.5 * actors.box[i, 3] * vp.scale, 0.5 * style.MIN_BOX_PX)
+                r = max(0.5 * actors.box[i, 3] * vp.scale, style.MIN_PERSON_PX)
                 pygame.draw.circle(surface, colour, centre, r)
                 pygame.draw.circle(surface, style.TEXT_DARK, centre, r, 1)
             else:
@@ -219,9 +221,10 @@ class Renderer:
     def _title_bar(self, surface, frame: FrameData, rect: Rect) -> None:
         bar = pygame.Rect(rect.x, rect.y, rect.w, 28)
         self._panel_box(surface, bar, border=False)
-        self.text.blit(surface, "drivestack", (bar.x + 10, bar.centery), style.ACCENT, "title", bold=True,
+        brand = self.text.blit(surface, "drivestack", (bar.x + 10, bar.centery), style.ACCENT, "title", bold=True,
+                               anchor="midleft")
+        self.text.blit(surface, frame.hud.title, (brand.right + 14, bar.centery), style.TEXT, "title",
                        anchor="midleft")
-        self.text.blit(surface, frame.hud.title, (bar.x + 110, bar.centery), style.TEXT, "title", anchor="midleft")
         x = bar.right - 10
         badges = [(frame.hud.mode.upper(), style.MODE_COLOUR.get(frame.hud.mode, style.ACCENT))]
         if frame.hud.paused:
@@ -330,7 +333,7 @@ class Renderer:
 
     def _hud(self, surface, rect: Rect, frame: FrameData) -> None:
         h = frame.hud
-        inner = self._panel(surface, rect, "STATUS", f"{h.fps:.0f} fps")
+        inner = self._panel(surface, rect, "STATUS", f"{h.fps:.0f} fps" if h.fps > 0 else "")
         latency = dict(h.latency_ms)
         score = "-" if not math.isfinite(h.score) else f"{h.score:.1f}"
         rows = [
@@ -352,6 +355,8 @@ class Renderer:
             y += row_h
         self.text.blit(surface, "lights", (inner.x + 4, y), style.TEXT_DIM, "body")
         x = inner.x + 110
+        if not h.lights:
+            self.text.blit(surface, "-", (x, y), style.TEXT, "body", kind="mono")
         for name, state in h.lights:
             pygame.draw.circle(surface, style.LIGHT[state], (x + 6, y + 9), 6)
             r = self.text.blit(surface, name, (x + 16, y), style.TEXT, "body")
@@ -390,31 +395,36 @@ class Renderer:
     def _help(self, surface, rect: Rect) -> None:
         lines = self.help_lines + tuple((f"F{k + 1}", f"layer: {LAYER_TITLES[name]}")
                                         for k, name in enumerate(LAYER_TITLES))
-        width, row_h = 520, 20
-        box = pygame.Rect(0, 0, width, 50 + row_h * len(lines))
+        col_w, row_h = 500, 20
+        columns = 1 if 60 + row_h * len(lines) <= rect.h - 20 else 2  # two columns in a small window
+        rows = -(-len(lines) // columns)
+        box = pygame.Rect(0, 0, col_w * columns + 20, 60 + row_h * rows)
         box.center = (rect.x + rect.w // 2, rect.y + rect.h // 2)
-        self._panel_box(surface, box)
+        self._panel_box(surface, box, alpha=HELP_ALPHA)
         self.text.blit(surface, "KEYS AND MOUSE", (box.x + 16, box.y + 14), style.ACCENT, "title", bold=True)
         for k, (key, what) in enumerate(lines):
-            y = box.y + 42 + k * row_h
-            self.text.blit(surface, key, (box.x + 16, y), style.WARNING, "body", kind="mono")
-            self.text.blit(surface, what, (box.x + 170, y), style.TEXT, "body")
+            x, y = box.x + 16 + (k // rows) * col_w, box.y + 44 + (k % rows) * row_h
+            self.text.blit(surface, key, (x, y), style.WARNING, "body", kind="mono")
+            self.text.blit(surface, what, (x + 150, y), style.TEXT, "body")
 
-    def _box_of_lines(self, surface, lines, topleft, title: str) -> None:
+    def _box_of_lines(self, surface, lines, topleft, title: str) -> pygame.Rect:
         width = max(self.text.render(s, style.TEXT, "small", kind="mono").get_width() for s in lines) + 20
         box = pygame.Rect(topleft[0], topleft[1], max(width, 180), 30 + 16 * len(lines))
         self._panel_box(surface, box)
         self.text.blit(surface, title.upper(), (box.x + 10, box.y + 7), style.TEXT_DIM, "small", bold=True)
         for k, line in enumerate(lines):
             self.text.blit(surface, line, (box.x + 10, box.y + 24 + 16 * k), style.TEXT, "small", kind="mono")
+        return box
 
-    def _panel_box(self, surface, box: pygame.Rect, border: bool = True) -> None:
+    def _panel_box(self, surface, box: pygame.Rect, border: bool = True, alpha: int = style.OVERLAY_ALPHA) -> None:
         """A translucent dark box over the map."""
-        key = (box.w, box.h)
+        key = (box.w, box.h, alpha)
         bg = self._boxes.get(key)
         if bg is None:
-            bg = pygame.Surface(key, pygame.SRCALPHA)
-            bg.fill((*style.PANEL_INNER, style.OVERLAY_ALPHA))
+            if len(self._boxes) >= TEXT_CACHE:
+                self._boxes.clear()
+            bg = pygame.Surface(key[:2], pygame.SRCALPHA)
+            bg.fill((*style.PANEL_INNER, alpha))
             self._boxes[key] = bg
         surface.blit(bg, box.topleft)
         if border:

@@ -12,7 +12,7 @@ from `world.sensors` when the world has one (see `SensorFeed`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -182,7 +182,7 @@ class FrameData:
     view: ViewState
     timeline: Timeline | None = None  # replay only
     inspector: tuple[str, ...] = ()  # lines on the selected actor, () for none
-    notes: tuple[str, ...] = field(default=())  # layers with nothing to show and why ("predictions: not in log")
+    notes: tuple[str, ...] = ()  # layers with nothing to show and why ("predictions: not in log")
 
     def __post_init__(self):
         object.__setattr__(self, "ego_box", frozen_array(self.ego_box))

@@ -17,14 +17,14 @@ from typing import Callable
 import numpy as np
 import pygame
 
-from scenarios.metrics import compute_metrics
+from scenarios.metrics import MULTIPLIERS, WEIGHTS, composite_score, compute_metrics
 from scenarios.runs import PERCEPTIONS, ego_route, make_stack
 from scenarios.schema import Scenario
 from sim.runner import SimulationError
 from sim.view.app import ViewApp, rate_label
 from sim.view.frame import (FrameData, Hud, PredictionLayer, actors_from_world, ego_box, inspect_actor,
                             read_sensors)
-from sim.view.loop import ClosedLoop
+from sim.runner import ClosedLoop
 from sim.view.manual import ManualConfig, manual_command
 from sim.world import World
 
@@ -32,6 +32,7 @@ DRIVE_KEYS = {pygame.K_LEFT: "left", pygame.K_a: "left", pygame.K_RIGHT: "right"
               pygame.K_UP: "up", pygame.K_w: "up", pygame.K_DOWN: "down", pygame.K_s: "down"}
 MAX_BACKLOG = 0.5  # [s] of simulated time caught up in one frame at most (after a stall, e.g. a moved window)
 MAX_RATE_BUDGET = 1.0 / 30.0  # [s] wall time spent stepping per frame at speed "max"
+MAX_FAST_STEPS = 400  # physics steps per frame at speed "max" at most (a clock that does not move stops here)
 SCORE_EVERY = 1.0  # [s] wall time between updates of the running score
 STAGES = ("perception", "prediction", "planning")
 
@@ -62,9 +63,10 @@ class LiveView(ViewApp):
         self.manual = ManualConfig(wheelbase=veh.wheelbase, max_steer=veh.max_steer)
         self.autopilot = True
         self.held: set[str] = set()  # drive keys held down
-        self._start(world)
+        self.restart(world)
 
-    def _start(self, world: World | None = None) -> None:
+    def restart(self, world: World | None = None) -> None:
+        """A fresh run of the scenario (same seed); the view keeps its zoom and layers."""
         self.world = world or World(self.scenario, self.seed)
         self.route = ego_route(self.world)
         self.stack = make_stack(self.world, self.planner_name, self.perception_name)
@@ -87,7 +89,9 @@ class LiveView(ViewApp):
             self._backlog = 0.0
             return
         if math.isinf(self.rate):
-            while not self.finished and self.clock() - now < MAX_RATE_BUDGET:
+            for _ in range(MAX_FAST_STEPS):
+                if self.finished or self.clock() - now >= MAX_RATE_BUDGET:
+                    break
                 self.step()
             return
         dt = self.world.dt
@@ -122,13 +126,24 @@ class LiveView(ViewApp):
         elif self.loop.done:
             self.finished = f"end of scenario ({self.scenario.duration:g} s)"
 
-    def running_score(self) -> float:
-        """Composite score of the run so far, refreshed at most every SCORE_EVERY wall seconds."""
+    def running_score(self, refresh: bool = False) -> float:
+        """Composite score of the run so far, refreshed at most every SCORE_EVERY wall seconds.
+
+        While the run goes on, the making-progress multiplier (which judges a whole
+        run's progress towards the goal and is zero early in any run) is left out;
+        the progress metric itself still counts. A finished run gets its full score.
+        `refresh` recomputes it now (for a single drawn frame).
+        """
         now = self.clock()
-        if self.loop.k >= 2 and self.loop.k != self._score_k and (now - self._score_at >= SCORE_EVERY
-                                                                  or self.finished):
+        due = refresh or self.finished or now - self._score_at >= SCORE_EVERY
+        if self.loop.k >= 2 and self.loop.k != self._score_k and due:
             result = compute_metrics(self.loop.log(), self.world.road, self.scenario.criteria.model_dump())
-            self.score, self._score_k, self._score_at = result.score, self.loop.k, now
+            score = result.score
+            if not self.finished:
+                multipliers = {name: result.metrics[name] for name in MULTIPLIERS}
+                multipliers["making_progress"] = 1.0
+                score = 100.0 * composite_score(multipliers, {name: result.metrics[name] for name in WEIGHTS})
+            self.score, self._score_k, self._score_at = score, self.loop.k, now
         return self.score
 
     # ---- keys ---------------------------------------------------------------------------------
@@ -149,7 +164,7 @@ class LiveView(ViewApp):
             self.paused = True
             self.step()
         elif key == pygame.K_r:
-            self._start()
+            self.restart()
             self.say("restarted")
         elif key == pygame.K_l:
             self._toggle_perception()

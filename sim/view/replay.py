@@ -17,16 +17,16 @@ from typing import Callable
 import numpy as np
 import pygame
 
-from scenarios.loader import expand, load_scenario, parse_scenario, read_yaml
+from scenarios.loader import expand, load_scenario, parse_scenario, read_yaml, shipped_suites_dir
 from scenarios.metrics import compute_metrics
 from scenarios.schema import Scenario
 from sim.log import TIMING_STAGES, RunLog
 from sim.presets import build_road
+from sim.types import EgoState
 from sim.view.app import ViewApp, rate_label
 from sim.view.draw import slider_track
 from sim.view.frame import (FrameData, Hud, PredictionLayer, SensorImages, Timeline, actors_from_log, ego_box,
                             inspect_actor, lights_from_codes, plan_from_log)
-from sim.types import EgoState
 
 REPLAY_HELP = (
     ("space", "play / pause"),
@@ -49,7 +49,11 @@ def scenario_for_log(log: RunLog, scenario_file: str | Path | None = None) -> Sc
     if not path:
         raise ValueError(f"run log of {log.scenario!r} does not name its scenario file (meta['file']); "
                          f"pass the scenario file with --scenario")
-    if not Path(path).exists():
+    path = Path(path)
+    shipped = shipped_suites_dir() / path.parent.name / path.name  # a relative path to a shipped suite file
+    if not path.exists() and scenario_file is None and shipped.exists():
+        path = shipped
+    if not path.exists():
         raise ValueError(f"run log of {log.scenario!r}: scenario file {path} does not exist; "
                          f"pass the scenario file with --scenario")
     scenario = load_scenario(path)

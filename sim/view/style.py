@@ -41,7 +41,8 @@ LABEL_BG = (14, 16, 20)
 OVERLAY_ALPHA = 215  # opacity of boxes drawn over the map (legend, help, inspector)
 
 FONT_SIZES = {"small": 12, "body": 14, "title": 16, "large": 20}
-MIN_BOX_PX = 5.0  # [px] smallest drawn side of an actor box, so pedestrians stay visible when zoomed out
+MIN_BOX_PX = 5.0  # [px] smallest drawn side of an actor box, so small actors stay visible when zoomed out
+MIN_PERSON_PX = 4.0  # [px] smallest drawn radius of a pedestrian
 
 
 def dim(colour: tuple[int, int, int], factor: float) -> tuple[int, int, int]:

@@ -1,0 +1,132 @@
+"""The sensor rig: the scene of one world, and the camera and lidar that see it.
+
+Built once per scenario: the static scene (road, paint, curbs, lights, props)
+goes into one Open3D RaycastingScene (Embree BVH), and every actor gets a
+mesh. Per frame, `snapshot(world)` poses the actor meshes once for all
+sensors; `render_camera` / `render_lidar` cast the static scene with Open3D
+and the actors with the Numba kernels of sim.sensors.kernels, then keep the
+nearer hit per ray (see docs/sensors.md for why the actors are not a second
+Open3D scene). `capture` adds the camera's effects and faults.
+
+Randomness: the look of the scene (style, colours, props) and the sensor noise
+come from np.random.SeedSequence(world.seed, spawn_key=(SENSOR_STREAM,)),
+children 0 (scene), 1 (actors) and 2 (noise); the world itself uses children
+0 and 1 of SeedSequence(world.seed), so rendering never changes the traffic.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+import open3d as o3d
+
+from sim.sensors import kernels
+from sim.sensors.actor_meshes import ActorMeshes, build_actor_meshes
+from sim.sensors.camera import CameraModel, render_camera
+from sim.sensors.config import SensorConfig
+from sim.sensors.faults import FaultState, apply_camera_faults, exposure_gain
+from sim.sensors.frames import CameraFrame, LidarFrame
+from sim.sensors.lidar import LidarModel, render_lidar
+from sim.sensors.lighting import make_lighting
+from sim.sensors.road_scene import SceneStyle, StaticScene, build_static_scene
+from sim.sensors.shading import GROUND_CLASSES
+
+SENSOR_STREAM = 2  # spawn key of the sensors' seed sequence under the world seed
+
+
+def sensor_seeds(seed: int) -> list[np.random.SeedSequence]:
+    """Seed sequences for the scene, the actors' looks and the sensor noise of a world seed."""
+    return np.random.SeedSequence(int(seed), spawn_key=(SENSOR_STREAM,)).spawn(3)
+
+
+@dataclass(frozen=True, eq=False)
+class Snapshot:
+    """The moving part of the scene at one instant, posed once for every sensor."""
+
+    t: float  # [s]
+    R_we: np.ndarray  # (3, 3) ego to world rotation
+    p_we: np.ndarray  # (3,) [m] ego origin (rear axle, on the ground) in the world
+    boxes: np.ndarray  # (A, 3) actor box centre x, y [m], yaw [rad], world frame
+    active: np.ndarray  # (A,) bool
+    cls: np.ndarray  # (A,) int, sim.types.CLASS_NAMES
+    tris: np.ndarray  # (T, 3, 3) [m] actor triangles in the world
+    normals: np.ndarray  # (T, 3) their unit normals
+    light_codes: np.ndarray  # (L,) 0 green, 1 yellow, 2 red per road light (at least one entry)
+
+
+class SensorRig:
+    def __init__(self, world, config: SensorConfig | None = None, style: SceneStyle | None = None):
+        self.config = config or SensorConfig()
+        self.threads = self.config.threads  # ray-casting and kernel threads, 0 = all cores
+        seeds = sensor_seeds(world.seed)
+        scene_rng, look_rng = np.random.default_rng(seeds[0]), np.random.default_rng(seeds[1])
+        self.noise_rng = np.random.default_rng(seeds[2])
+        self.static: StaticScene = build_static_scene(world.road, scene_rng, style)
+        length, width = world.actor_sizes()
+        self.actors: ActorMeshes = build_actor_meshes(np.asarray(world.actor_classes()), length, width, look_rng)
+        self.lighting = make_lighting(self.config.lighting, self.config.sun_azimuth_deg)
+        mesh = self.static.mesh
+        self.static_attrs = mesh
+        self.static_normals = np.ascontiguousarray(mesh.normals(), dtype=np.float32)
+        self.ground = np.isin(mesh.semantic, GROUND_CLASSES)
+        self.head_light = np.array([h.light for h in self.static.heads] or [0], dtype=np.int64)
+        self._local = np.ascontiguousarray(self.actors.mesh.triangle_corners())
+        self._scene = o3d.t.geometry.RaycastingScene()
+        self._scene.add_triangles(o3d.core.Tensor.from_numpy(np.ascontiguousarray(mesh.vertices, dtype=np.float32)),
+                                  o3d.core.Tensor.from_numpy(np.ascontiguousarray(mesh.triangles, dtype=np.uint32)))
+        cfg = self.config
+        self.camera = CameraModel.from_config(cfg.camera) if cfg.camera is not None else None
+        self.lidar = LidarModel.from_config(cfg.lidar) if cfg.lidar is not None else None
+
+    # ---- per frame ------------------------------------------------------------------
+
+    def _threads(self) -> int:
+        n = self.threads
+        if n > 0:
+            numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+        return n
+
+    def cast(self, rays: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Static hits of world rays (N, 6) float32: t (N,) float32 (inf: none), triangle (N,) uint32."""
+        out = self._scene.cast_rays(o3d.core.Tensor.from_numpy(rays), nthreads=self._threads())
+        return out["t_hit"].numpy(), out["primitive_ids"].numpy()
+
+    def snapshot(self, world) -> Snapshot:
+        self._threads()
+        ego = world.ego_state()
+        c, s = np.cos(ego.yaw), np.sin(ego.yaw)
+        table = world.actor_table()
+        boxes = np.ascontiguousarray(table[:, :3])
+        tris = np.empty_like(self._local)
+        normals = np.empty((len(tris), 3), dtype=np.float32)
+        if len(tris):
+            kernels.pose_triangles(self._local, self.actors.mesh.owner, boxes, tris, normals)
+        codes = world.light_codes() if world.road.lights else np.zeros(1, dtype=np.int8)
+        return Snapshot(t=float(world.t), R_we=np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]),
+                        p_we=np.array([ego.x, ego.y, 0.0]), boxes=boxes, active=np.asarray(world.actor_active()),
+                        cls=np.asarray(world.actor_classes()), tris=tris, normals=normals,
+                        light_codes=np.asarray(codes, dtype=np.int64))
+
+    def render_camera(self, snap: Snapshot, exposure: float | None = None, with_labels: bool = True) -> CameraFrame:
+        if self.camera is None:
+            raise ValueError("this rig has no camera (SensorConfig.camera is None)")
+        gain = self.camera.config.exposure if exposure is None else exposure
+        return render_camera(self, snap, self.camera, gain, with_labels)
+
+    def render_lidar(self, snap: Snapshot, noise: bool = True, with_labels: bool = True) -> LidarFrame:
+        if self.lidar is None:
+            raise ValueError("this rig has no lidar (SensorConfig.lidar is None)")
+        return render_lidar(self, snap, self.lidar, self.noise_rng if noise else None, with_labels)
+
+    def capture(self, world, state: FaultState | None = None
+                ) -> tuple[CameraFrame | None, LidarFrame | None, FaultState]:
+        """Both sensors at the world's current instant, with the camera's effects and faults."""
+        state = state or FaultState()
+        snap = self.snapshot(world)
+        cam = None
+        if self.camera is not None:
+            raw = self.render_camera(snap, exposure=exposure_gain(self.camera.config, snap.t))
+            cam, state = apply_camera_faults(raw, state, self.camera.config, self.noise_rng)
+        lidar = self.render_lidar(snap) if self.lidar is not None else None
+        return cam, lidar, state
