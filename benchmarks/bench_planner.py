@@ -6,18 +6,14 @@ A curved three-lane reference line of 300 m, 1,056 candidates over 8 s at
 0.1 s, 30 predicted agents with 3 modes each, full collision checking. The
 kernels are compiled first into a fresh Numba cache (the compile time is
 printed), then one full cycle (plan_lattice: all kernels) is timed on one
-thread. Prints medians in milliseconds and the speed-up.
-
-Each cycle allocates its outputs afresh (about 8 MB); by default glibc hands
-the freed memory back to the OS and the next cycle page-faults it in again.
-The cycle is timed that way first (the headline figure, with the page faults
-per cycle), then again with the allocator told to keep freed memory, as a
-long-running planner process would configure it.
+thread. Prints medians in milliseconds (wall clock, and CPU time of this thread,
+which other busy processes inflate less), the speed-up, the page faults per
+cycle (each cycle allocates its outputs afresh, about 6 MB) and each stage's
+median.
 """
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import resource
 import sys
@@ -135,27 +131,23 @@ def scenario(seed: int):
     return ref, start, grid, agents
 
 
-def keep_freed_memory() -> bool:
-    """Ask glibc to keep freed memory in the process (no trimming, no per-array mmap); False if not glibc."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(libc.mallopt(m_trim_threshold, 1 << 30)) and bool(libc.mallopt(m_mmap_threshold, 1 << 30))
-
-
 def minor_faults() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def median_ms(fn, runs: int) -> float:
-    times = []
+    return timed(fn, runs)[0]
+
+
+def timed(fn, runs: int) -> tuple[float, float]:
+    """Median wall-clock and median CPU time of this thread, in ms (the CPU time is the one other processes inflate less)."""
+    wall, cpu = [], []
     for _ in range(runs):
-        t0 = time.perf_counter()
+        w0, c0 = time.perf_counter(), time.thread_time()
         fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * float(np.median(times))
+        wall.append(time.perf_counter() - w0)
+        cpu.append(time.thread_time() - c0)
+    return 1e3 * float(np.median(wall)), 1e3 * float(np.median(cpu))
 
 
 def stage_times(module, ref, start, grid, agents, weights, previous, params, runs: int) -> dict[str, float]:
@@ -195,9 +187,9 @@ def main(argv=None) -> None:
     prev[:-1, 1] = first.cartesian.y[first.index, 1:]
 
     faults = minor_faults()
-    numba_ms = median_ms(lambda: kernels.plan_lattice(ref, start, grid, agents, weights, prev, params), args.runs)
+    numba_ms, numba_cpu = timed(lambda: kernels.plan_lattice(ref, start, grid, agents, weights, prev, params), args.runs)
     faults = (minor_faults() - faults) / args.runs
-    ref_ms = median_ms(lambda: reference.plan_lattice(ref, start, grid, agents, weights, prev, params), args.ref_runs)
+    ref_ms, ref_cpu = timed(lambda: reference.plan_lattice(ref, start, grid, agents, weights, prev, params), args.ref_runs)
 
     fast = kernels.plan_lattice(ref, start, grid, agents, weights, prev, params)
     slow = reference.plan_lattice(ref, start, grid, agents, weights, prev, params)
@@ -211,14 +203,9 @@ def main(argv=None) -> None:
     print(f"pick                  #{i}: kind {int(fast.lattice.kind[i])}, target {fast.lattice.target[i]:.2f}, "
           f"d_end {fast.lattice.d_end[i]:+.2f} m, T {fast.lattice.t_end[i]:.0f} s (reference picks #{slow.index})")
     print(f"numba compile         {compile_s * 1e3:.0f} ms (warm-up, fresh cache)")
-    print(f"numba median          {numba_ms:.2f} ms over {args.runs} cycles, one thread ({faults:.0f} page faults per cycle)")
-    print(f"numpy reference       {ref_ms:.1f} ms over {args.ref_runs} cycles")
-    print(f"speed-up              {ref_ms / numba_ms:.0f}x")
-    if keep_freed_memory():
-        faults = minor_faults()
-        kept_ms = median_ms(lambda: kernels.plan_lattice(ref, start, grid, agents, weights, prev, params), args.runs)
-        faults = (minor_faults() - faults) / args.runs
-        print(f"numba median, freed memory kept  {kept_ms:.2f} ms ({faults:.0f} page faults per cycle)")
+    print(f"numba median          {numba_ms:.2f} ms over {args.runs} cycles, one thread ({numba_cpu:.2f} ms CPU; {faults:.0f} page faults per cycle)")
+    print(f"numpy reference       {ref_ms:.1f} ms over {args.ref_runs} cycles ({ref_cpu:.1f} ms CPU)")
+    print(f"speed-up              {ref_ms / numba_ms:.0f}x ({ref_cpu / numba_cpu:.0f}x in CPU time)")
     fast_stages = stage_times(kernels, ref, start, grid, agents, weights, prev, params, args.runs)
     slow_stages = stage_times(reference, ref, start, grid, agents, weights, prev, params, max(1, args.ref_runs // 2))
     print("stage                 numba ms   numpy ms")

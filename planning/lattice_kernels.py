@@ -511,13 +511,34 @@ def _wrap(a):
 
 
 @njit(cache=True)
-def frenet_to_cartesian(ref_s, ref_xy, ref_heading, ref_kappa, ref_dkappa, lat, lon, lat_index, lon_index):
-    """x, y, yaw, cos_yaw, sin_yaw, v, a, kappa (each (C, N)) of every candidate sample.
+def _reference_samples(ref_s, ref_xy, ref_heading, ref_kappa, ref_dkappa, s, out):
+    """The reference line at each s into out (N, 7): x_r, y_r, cos, sin of theta_r, theta_r, kappa_r, dkappa_r.
 
-    The reference line is interpolated linearly at s (positions extrapolate past
-    its ends; heading, kappa and dkappa hold). With t_r, n_r its tangent and
-    normal, the velocity is A t_r + B n_r with A = s_dot (1 - kappa_r d),
-    B = d_dot, and the acceleration is a_t t_r + a_n n_r with
+    Linear interpolation on the segment holding s; past the ends positions
+    extrapolate along the end segment, heading, kappa and dkappa hold.
+    """
+    i = _segment(ref_s, s[0], 0)
+    for k in range(s.shape[0]):
+        i = _segment(ref_s, s[k], i)
+        u = (s[k] - ref_s[i]) / (ref_s[i + 1] - ref_s[i])
+        uc = min(max(u, 0.0), 1.0)
+        th = ref_heading[i] + uc * _wrap(ref_heading[i + 1] - ref_heading[i])
+        out[k, 0] = ref_xy[i, 0] + u * (ref_xy[i + 1, 0] - ref_xy[i, 0])
+        out[k, 1] = ref_xy[i, 1] + u * (ref_xy[i + 1, 1] - ref_xy[i, 1])
+        out[k, 2] = math.cos(th)
+        out[k, 3] = math.sin(th)
+        out[k, 4] = th
+        out[k, 5] = ref_kappa[i] + uc * (ref_kappa[i + 1] - ref_kappa[i])
+        out[k, 6] = ref_dkappa[i] + uc * (ref_dkappa[i + 1] - ref_dkappa[i])
+
+
+@njit(cache=True)
+def frenet_to_cartesian(ref_s, ref_xy, ref_heading, ref_kappa, ref_dkappa, lat, lon, lat_index, lon_index, out):
+    """Fill out (8, C, N) with x, y, yaw, cos_yaw, sin_yaw, v, a, kappa of every candidate sample.
+
+    With t_r, n_r the reference line's tangent and normal at s, the velocity
+    is A t_r + B n_r with A = s_dot (1 - kappa_r d), B = d_dot, and the
+    acceleration is a_t t_r + a_n n_r with
         a_t = s_ddot (1 - kappa_r d) - s_dot (dkappa_r s_dot d + kappa_r d_dot) - B kappa_r s_dot
         a_n = d_ddot + A kappa_r s_dot
     which is Werling et al.'s conversion written with time derivatives (no
@@ -527,45 +548,20 @@ def frenet_to_cartesian(ref_s, ref_xy, ref_heading, ref_kappa, ref_dkappa, lat, 
     Standing still (v <= V_EPS) yaw is theta_r and a is a_t; below V_KAPPA_MIN
     kappa is that of the lane-parallel line, kappa_r / (1 - kappa_r d).
 
-    The reference line is looked up once per longitudinal profile sample, not
-    once per candidate sample: the candidates sharing a profile share s(t).
+    The reference line is looked up once per longitudinal profile, not once
+    per candidate: candidates sharing a profile share s(t) (and come in runs).
     """
     n_c = lat_index.shape[0]
     n_s = lat.shape[2]
-    x = np.empty((n_c, n_s))
-    y = np.empty((n_c, n_s))
-    yaw = np.empty((n_c, n_s))
-    cos_yaw = np.empty((n_c, n_s))
-    sin_yaw = np.empty((n_c, n_s))
-    v = np.empty((n_c, n_s))
-    a = np.empty((n_c, n_s))
-    kappa = np.empty((n_c, n_s))
-
-    # Per longitudinal profile sample: x_r, y_r, cos theta_r, sin theta_r, theta_r, kappa_r, dkappa_r.
-    n_lon = lon.shape[0]
-    on_ref = np.empty((n_lon, n_s, 7))
-    i0 = _segment(ref_s, lon[0, POS, 0], 0) if n_lon > 0 else 0
-    for g in range(n_lon):
-        i = i0
-        for k in range(n_s):
-            s = lon[g, POS, k]
-            i = _segment(ref_s, s, i)
-            u = (s - ref_s[i]) / (ref_s[i + 1] - ref_s[i])
-            uc = min(max(u, 0.0), 1.0)
-            th = ref_heading[i] + uc * _wrap(ref_heading[i + 1] - ref_heading[i])
-            r = on_ref[g, k]
-            r[0] = ref_xy[i, 0] + u * (ref_xy[i + 1, 0] - ref_xy[i, 0])
-            r[1] = ref_xy[i, 1] + u * (ref_xy[i + 1, 1] - ref_xy[i, 1])
-            r[2] = math.cos(th)
-            r[3] = math.sin(th)
-            r[4] = th
-            r[5] = ref_kappa[i] + uc * (ref_kappa[i + 1] - ref_kappa[i])
-            r[6] = ref_dkappa[i] + uc * (ref_dkappa[i + 1] - ref_dkappa[i])
-
+    x, y, yaw, cos_yaw, sin_yaw, v, a, kappa = out[0], out[1], out[2], out[3], out[4], out[5], out[6], out[7]
+    R = np.empty((n_s, 7))
+    looked_up = -1  # the longitudinal profile R holds
     for c in range(n_c):
         L = lat[lat_index[c]]
         G = lon[lon_index[c]]
-        R = on_ref[lon_index[c]]
+        if lon_index[c] != looked_up:
+            _reference_samples(ref_s, ref_xy, ref_heading, ref_kappa, ref_dkappa, G[POS], R)
+            looked_up = lon_index[c]
         for k in range(n_s):
             s_dot = G[VEL, k]
             d = L[POS, k]
@@ -591,7 +587,6 @@ def frenet_to_cartesian(ref_s, ref_xy, ref_heading, ref_kappa, ref_dkappa, lat, 
                 sin_yaw[c, k] = R[k, 3]
                 a[c, k] = a_t
             kappa[c, k] = (A * a_n - B * a_t) / (speed * speed * speed) if speed >= V_KAPPA_MIN else kr / one_kd
-    return x, y, yaw, cos_yaw, sin_yaw, v, a, kappa
 
 
 # ---------------------------------------------------------------------------
@@ -961,7 +956,8 @@ def sample_paths(start: FrenetState, grid: SamplingGrid, params: PlannerParams) 
 def to_cartesian(reference: ReferenceLine, lattice: Lattice) -> Cartesian:
     """Every candidate sample in the world frame."""
     r = reference
-    out = frenet_to_cartesian(r.s, r.xy, r.heading, r.kappa, r.dkappa, lattice.lat, lattice.lon, lattice.lat_index, lattice.lon_index)
+    out = np.empty((8, len(lattice), lattice.lat.shape[2]))  # one block: huge pages where the OS gives them
+    frenet_to_cartesian(r.s, r.xy, r.heading, r.kappa, r.dkappa, lattice.lat, lattice.lon, lattice.lat_index, lattice.lon_index, out)
     return Cartesian(*out)
 
 

@@ -147,7 +147,7 @@ def _reference_at(ref_s, s):
     return i, u, np.clip(u, 0.0, 1.0)
 
 
-def frenet_to_cartesian(ref_s, ref_xy, ref_heading, ref_kappa, ref_dkappa, lat, lon, lat_index, lon_index):
+def frenet_to_cartesian(ref_s, ref_xy, ref_heading, ref_kappa, ref_dkappa, lat, lon, lat_index, lon_index, out):
     L = lat[lat_index]
     G = lon[lon_index]
     s, s_dot, s_ddot = G[:, POS], G[:, VEL], G[:, ACC]
@@ -177,7 +177,7 @@ def frenet_to_cartesian(ref_s, ref_xy, ref_heading, ref_kappa, ref_dkappa, lat, 
     cross = vel[..., 0] * acc[..., 1] - vel[..., 1] * acc[..., 0]
     with np.errstate(divide="ignore", invalid="ignore"):
         kappa = np.where(v >= V_KAPPA_MIN, cross / safe_v**3, kr / one_kd)
-    return xy[..., 0], xy[..., 1], yaw, np.cos(yaw), np.sin(yaw), v, a, kappa
+    out[:] = (xy[..., 0], xy[..., 1], yaw, np.cos(yaw), np.sin(yaw), v, a, kappa)
 
 
 # ---------------------------------------------------------------------------
@@ -359,7 +359,9 @@ def sample_paths(start: FrenetState, grid: SamplingGrid, params: PlannerParams) 
 
 def to_cartesian(reference: ReferenceLine, lattice: Lattice) -> Cartesian:
     r = reference
-    return Cartesian(*frenet_to_cartesian(r.s, r.xy, r.heading, r.kappa, r.dkappa, lattice.lat, lattice.lon, lattice.lat_index, lattice.lon_index))
+    out = np.empty((8, len(lattice), lattice.lat.shape[2]))
+    frenet_to_cartesian(r.s, r.xy, r.heading, r.kappa, r.dkappa, lattice.lat, lattice.lon, lattice.lat_index, lattice.lon_index, out)
+    return Cartesian(*out)
 
 
 def check_feasibility(reference: ReferenceLine, lattice: Lattice, cart: Cartesian, params: PlannerParams) -> Feasibility:

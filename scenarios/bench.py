@@ -4,7 +4,9 @@
 
 The cases (with --sweep, one per sweep variant) go to a pool of worker
 processes, or to Ray tasks with --backend ray. At most `workers` runs are in
-flight, so a run's wall-clock timeout counts from when it started. Every run
+flight, so a run's wall-clock timeout counts from when it started (locally
+from when a started-up worker took it; on Ray from submission, which includes
+a Ray worker's start-up). Every run
 is isolated: an exception or a non-finite score becomes an error row with its
 traceback (scenarios.runs.run_case does that inside the worker); a run that
 overstays its timeout has its worker process killed (its Ray task cancelled)
@@ -20,13 +22,18 @@ Test hook: `--planner-module MODULE` (a dotted module name or a .py file)
 imports MODULE in this process and in every worker before any run, so that it
 can register more planners under names that `--planner` then selects
 (tests/fixtures/bench/planners.py adds a planner that raises, one that hangs
-and one blind to obstacles).
+and one blind to obstacles). On a Ray cluster the module must be importable,
+or the file present at the same path, on every node.
+
+The local workers are spawned, not forked: a script that calls run_tasks must
+guard its entry point with `if __name__ == "__main__":`.
 
 `drivestack bench-perf` prints performance figures: simulator ticks/s and the
 closed-loop real-time factor with oracle perception.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import faulthandler
 import importlib
@@ -320,17 +327,17 @@ def _kill(worker: _Worker) -> None:
     worker.conn.close()
 
 
-class _sigint_ignored:
+@contextlib.contextmanager
+def _sigint_ignored():
     """Ignore Ctrl-C while the block runs (only the main thread may change signal handlers)."""
-
-    def __enter__(self):
-        self._main = threading.current_thread() is threading.main_thread()
-        if self._main:
-            self._old = signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    def __exit__(self, *exc):
-        if self._main:
-            signal.signal(signal.SIGINT, self._old)
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 # ---- Ray backend ----------------------------------------------------------------------------------

@@ -162,11 +162,12 @@ def run_card(row: dict) -> str:
     log = RunLog.load(row["log"])
     marks = failure_marks(row)
     focus = focus_mark(marks)
+    involved = {f["actor"] for f in row["failures"] if f.get("actor")}
     title = f"{row['scenario']} (seed {row['seed']}): score {row['score']:.1f}"
     lines = ", ".join(f"{m} at {t:.2f} s" for t, m in marks)
     caption = f"<p class=\"legend\">dashed red lines: first failure of {_e(lines)}</p>" if marks else ""
     return (f"<div class=\"run\"><h3>{_e(title)}</h3><p class=\"why\">{reason_html(row)}</p>"
-            f"<div class=\"figs\">{trajectory_svg(log, focus)}{profile_svg(log, marks)}</div>{caption}</div>")
+            f"<div class=\"figs\">{trajectory_svg(log, focus, involved)}{profile_svg(log, marks)}</div>{caption}</div>")
 
 
 def baseline_section(deltas: list, info: dict) -> str:
@@ -298,19 +299,21 @@ def metric_names(rows: list[dict]) -> list[str]:
 
 
 def failure_marks(row: dict) -> list[tuple[float, str]]:
-    """(time [s], metric) of each failed metric's first occurrence, earliest first."""
+    """(time [s], metric or criterion) of each failure's first occurrence, earliest first."""
     first: dict[str, float] = {}
     for f in row["failures"]:
         t = f.get("time")
-        if isinstance(t, (int, float)) and math.isfinite(t) and not f["metric"].startswith("criteria."):
+        if isinstance(t, (int, float)) and math.isfinite(t):
             first[f["metric"]] = min(t, first.get(f["metric"], math.inf))
     return sorted((t, m) for m, t in first.items())
 
 
 def focus_mark(marks: list[tuple[float, str]]) -> tuple[float, str] | None:
-    """The failure to draw the boxes at: the first safety (multiplier) failure, else the first failure."""
+    """The failure to draw the boxes at: the first safety (multiplier) failure, else the first
+    collision criterion, else the first failure of any kind."""
     safety = [m for m in marks if m[1] in MULTIPLIERS]
-    return (safety or marks or [None])[0]
+    collision = [m for m in marks if m[1] == "criteria.no_collision"]
+    return (safety or collision or marks or [None])[0]
 
 
 def first_failure_time(row: dict) -> float | None:
@@ -403,9 +406,11 @@ def delta_chart_svg(deltas: list, tolerance: float, width: int = 640, height: in
     return "".join(out)
 
 
-def trajectory_svg(log: RunLog, focus: tuple[float, str] | None, width: int = 540, max_height: int = 300) -> str:
+def trajectory_svg(log: RunLog, focus: tuple[float, str] | None, involved: set[str] = frozenset(), width: int = 540,
+                   max_height: int = 300) -> str:
     """Top-down view of the whole run with the boxes at the focus failure (or at the end), and a
-    close-up around the ego there when the whole run is too large to show the boxes."""
+    close-up around the ego there when the whole run is too large to show the boxes. The actors
+    named in `involved` are labelled."""
     k = _step_at(log, focus[0]) if focus else len(log.t) - 1
     ego = log.ego[:, :2]
     finite = ego[np.all(np.isfinite(ego), axis=1)]
@@ -414,18 +419,18 @@ def trajectory_svg(log: RunLog, focus: tuple[float, str] | None, width: int = 54
     lo, hi = finite.min(axis=0) - 15.0, finite.max(axis=0) + 15.0
     height = int(np.clip(width * (hi[1] - lo[1]) / (hi[0] - lo[0]), 150, max_height))
     whole = _fit_view(lo[0], hi[0], lo[1], hi[1], width, height)
-    out = topdown_svg(log, k, focus, whole, width, height, "whole run")
+    out = topdown_svg(log, k, focus, involved, whole, width, height, "whole run")
     if whole.scale < CLOSE_UP_SCALE and np.all(np.isfinite(log.ego[k, :2])):
         c = log.ego_boxes()[k, :2]
         side = CLOSE_UP_SIZE / CLOSE_UP_SCALE / 2.0
         close = _fit_view(c[0] - side, c[0] + side, c[1] - side, c[1] + side, CLOSE_UP_SIZE, CLOSE_UP_SIZE)
-        out += topdown_svg(log, k, focus, close, CLOSE_UP_SIZE, CLOSE_UP_SIZE, "close-up")
+        out += topdown_svg(log, k, focus, involved, close, CLOSE_UP_SIZE, CLOSE_UP_SIZE, "close-up")
     return out
 
 
-def topdown_svg(log: RunLog, k: int, focus: tuple[float, str] | None, view: "_View", width: int, height: int,
-                title: str) -> str:
-    """Route, actor paths and boxes at step k, ego path and box at step k, a scale bar."""
+def topdown_svg(log: RunLog, k: int, focus: tuple[float, str] | None, involved: set[str], view: "_View",
+                width: int, height: int, title: str) -> str:
+    """Route, actor paths and boxes at step k (the involved actors labelled), ego path and box, a scale bar."""
     x0, x1, y0, y1 = view.bounds(width, height)
 
     def inside(xy):
@@ -447,7 +452,7 @@ def topdown_svg(log: RunLog, k: int, focus: tuple[float, str] | None, view: "_Vi
             box = log.actor_boxes(k)[i]
             out.append(_box(view, box, colour, f"{name} at t={log.t[k]:.1f} s"))
             bx, by = view(box[:2])[0]
-            if 0 <= bx <= width and 0 <= by <= height:
+            if name in involved and 0 <= bx <= width and 0 <= by <= height:
                 out.append(f"<text x=\"{bx + 6:.1f}\" y=\"{by - 6:.1f}\">{_e(name)}</text>")
     ego = log.ego[:, :2]
     ego = ego[np.all(np.isfinite(ego), axis=1)]
@@ -517,7 +522,8 @@ def line_chart(x: np.ndarray, y: np.ndarray, colour: str, title: str, marks: lis
     for t, metric in marks:
         if xlo <= t <= xhi:
             out.append(f"<line x1=\"{sx(t):.1f}\" y1=\"{top}\" x2=\"{sx(t):.1f}\" y2=\"{top + ph}\" "
-                       f"stroke=\"{FAIL_COLOUR}\" stroke-dasharray=\"4 3\"><title>{_e(metric)} at t={t:.2f} s</title></line>")
+                       f"stroke=\"{FAIL_COLOUR}\" stroke-dasharray=\"4 3\"><title>{_e(metric)} at t={t:.2f} s</title>"
+                       f"</line>")
     return "".join(out)
 
 

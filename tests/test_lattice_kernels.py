@@ -175,6 +175,19 @@ def test_frenet_to_cartesian_matches_reference(seed, wrap_heading):
         np.testing.assert_allclose(getattr(cart, name), getattr(expected, name), **TOL, err_msg=name)
 
 
+@pytest.mark.parametrize("seed", SEEDS)
+def test_frenet_to_cartesian_kernel_matches_reference_for_candidates_in_any_order(seed):
+    rng, reference, _, _, _, lattice, _ = lattice_case(seed)
+    order = rng.permutation(len(lattice))  # the kernel looks the reference up again whenever the profile changes
+    r = reference
+    args = (r.s, r.xy, r.heading, r.kappa, r.dkappa, lattice.lat, lattice.lon, lattice.lat_index[order], lattice.lon_index[order])
+    out = np.empty((8, len(lattice), lattice.lat.shape[2]))
+    out_ref = np.empty_like(out)
+    nb.frenet_to_cartesian(*args, out)
+    ref.frenet_to_cartesian(*args, out_ref)
+    np.testing.assert_allclose(out, out_ref, **TOL)
+
+
 def test_straight_reference_converts_exactly():
     theta = 0.7
     s = np.arange(0.0, 301.0)

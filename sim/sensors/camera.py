@@ -61,66 +61,140 @@ class CameraModel:
                               self.config.near, R_we @ T[:3, :3], p_we + R_we @ T[:3, 3])
 
 
-def _shadow_rects(pin: labels.Pinhole, boxes: np.ndarray, extents: np.ndarray, use: np.ndarray,
-                  sun: np.ndarray) -> np.ndarray:
-    """Pixel rectangles (A, 4) i0, i1, j0, j1 where each actor's ground shadow may fall."""
-    rects = np.zeros((len(boxes), 4), dtype=np.int64)
-    rects[:, 1] = rects[:, 3] = -1
-    if sun[2] < 0.05 or not use.any():
-        return rects
-    flat = extents.copy()
-    flat[:, 4] = flat[:, 5] = 0.0
-    foot = labels.box_corners(boxes, flat)[:, ::2]  # (A, 4, 3) footprint on the ground
-    shift = -(sun[:2] / sun[2])[None, None, :] * extents[:, 5][:, None, None]
+def _actor_rects(pin: labels.Pinhole, boxes: np.ndarray, extents: np.ndarray, sun: np.ndarray):
+    """Projected boxes (A, 4) u0, v0, u1, v1 of the actors, whether any part is in front
+    of the camera (A,), and pixel rectangles (A, 4) i0, i1, j0, j1 where their ground
+    shadows may fall (empty when the sun is too low for shadows)."""
+    A = len(boxes)
+    corners = labels.box_corners(boxes, extents)  # (A, 8, 3)
+    foot = corners[:, ::2].copy()  # the four bottom corners
+    foot[..., 2] = 0.0
     tips = foot.copy()
-    tips[..., :2] += shift
-    rect, front = labels.project_hull(pin, pin.to_camera(np.concatenate([foot, tips], axis=1)))
-    ok = use & front
-    rects[ok, 0] = np.clip(np.floor(rect[ok, 0]), 0, pin.width - 1)
-    rects[ok, 1] = np.clip(np.ceil(rect[ok, 2]), -1, pin.width - 1)
-    rects[ok, 2] = np.clip(np.floor(rect[ok, 1]), 0, pin.height - 1)
-    rects[ok, 3] = np.clip(np.ceil(rect[ok, 3]), -1, pin.height - 1)
-    return rects
+    tips[..., :2] -= (sun[:2] / max(sun[2], 0.05))[None, None, :] * extents[:, 5][:, None, None]
+    rect, front = labels.project_hull(pin, pin.to_camera(np.concatenate([corners, np.concatenate([foot, tips], 1)])))
+    shadow = np.zeros((A, 4), dtype=np.int64)
+    shadow[:, 1] = shadow[:, 3] = -1
+    if sun[2] >= 0.05:
+        r, ok = rect[A:], front[A:]
+        shadow[ok, 0] = np.clip(np.floor(r[ok, 0]), 0, pin.width - 1)
+        shadow[ok, 1] = np.clip(np.ceil(r[ok, 2]), -1, pin.width - 1)
+        shadow[ok, 2] = np.clip(np.floor(r[ok, 1]), 0, pin.height - 1)
+        shadow[ok, 3] = np.clip(np.ceil(r[ok, 3]), -1, pin.height - 1)
+    return rect[:A], front[:A], shadow
 
 
-def render_camera(rig, snap, model: CameraModel, exposure: float = 1.0, with_labels: bool = True) -> CameraFrame:
-    """One frame of `model` on the rig at the instant `snap` (a rig.Snapshot)."""
+@dataclass(frozen=True, eq=False)
+class CameraPass:
+    """What one camera frame needs from the scene before drawing (see `prepare`)."""
+
+    pin: labels.Pinhole
+    rays: np.ndarray  # (H * W, 6) float32 world rays
+    rect: np.ndarray  # (A, 4) projected actor boxes
+    front: np.ndarray  # (A,) bool, some of the actor's box lies in front of the camera
+    near: np.ndarray  # (A,) bool, active and within ACTOR_RANGE
+    use: np.ndarray  # (A,) bool, drawn: near and overlapping the image
+    shadow_rects: np.ndarray  # (A, 4) pixel rectangles of the actors' shadows
+    lanes: tuple  # LaneLine labels, also used to anti-alias thin paint
+    paint_segments: np.ndarray  # (S, 8) for kernels.paint_coverage
+
+
+@dataclass(frozen=True, eq=False)
+class CameraImage:
+    """The drawn buffers of one frame (see `draw`)."""
+
+    image: np.ndarray  # (H, W, 3) uint8
+    semantic: np.ndarray  # (H, W) uint8
+    instance: np.ndarray  # (H, W) int32
+    depth: np.ndarray  # (H, W) float32 [m]
+    own_px: np.ndarray  # (A,) pixels each actor covers drawn alone
+
+
+def prepare(rig, snap, model: CameraModel, rays: np.ndarray | None = None) -> CameraPass:
+    """Pose the camera, cull the actors, and find the lane lines in view."""
     cfg = model.config
     W, H = cfg.width, cfg.height
     pin = model.pinhole(snap.R_we, snap.p_we)
-    rays = np.empty((W * H, 6), dtype=np.float32)
-    kernels.world_rays(model.dirs, pin.R_wc, pin.o, rays)
-    t_static, prim = rig.cast(rays)
+    rays = camera_rays(model, pin, rays)
+    rect, front, shadow_rects = _actor_rects(pin, snap.boxes, rig.actors.extents, rig.lighting.sun_dir)
+    near = snap.active & (np.hypot(snap.boxes[:, 0] - snap.p_we[0], snap.boxes[:, 1] - snap.p_we[1]) < ACTOR_RANGE)
+    use = near & front & (rect[:, 2] > 0) & (rect[:, 0] < W) & (rect[:, 3] > 0) & (rect[:, 1] < H)
+    R_ec, t_ec = model.T_ego_cam[:3, :3], model.T_ego_cam[:3, 3]
+    lanes = labels.lane_labels(pin, rig.static, snap.R_we, snap.p_we, R_ec, t_ec, cfg.max_label_range)
+    segs = _thin_paint_segments(lanes, rig.static.style.line_width, R_ec, t_ec)
+    return CameraPass(pin, rays, rect, front, near, use, shadow_rects, lanes, segs)
+
+
+def draw(rig, snap, model: CameraModel, cp: CameraPass, hits: tuple[np.ndarray, np.ndarray],
+         exposure: float) -> CameraImage:
+    """Actor hits, shadows, thin paint and shading: Numba kernels only (no GIL held)."""
+    cfg = model.config
+    W, H = cfg.width, cfg.height
+    pin, rays = cp.pin, cp.rays
+    t_static, prim = hits
+    actors, light = rig.actors, rig.lighting
     depth_dyn = np.full((H, W), np.inf, dtype=np.float32)
     tri_dyn = np.full((H, W), -1, dtype=np.int32)
     own_px = np.zeros(len(snap.boxes), dtype=np.int64)
-    use = snap.active & (np.hypot(snap.boxes[:, 0] - snap.p_we[0], snap.boxes[:, 1] - snap.p_we[1]) < ACTOR_RANGE)
-    actors = rig.actors
-    if len(snap.tris):
-        kernels.raster_actors(snap.tris, actors.tri_start, use, pin.R_wc.T.copy(), pin.o, pin.fx, pin.fy, pin.cx,
-                              pin.cy, W, H, cfg.near, 1e6, depth_dyn, tri_dyn, own_px)
+    if cp.use.any():
+        kernels.raster_actors(snap.tris, actors.tri_start, cp.use, pin.R_wc.T.copy(), pin.o, pin.fx, pin.fy,
+                              pin.cx, pin.cy, W, H, cfg.near, 1e6, depth_dyn, tri_dyn, own_px)
     sun_vis = np.ones((H, W))
     ambient = np.ones((H, W))
-    light = rig.lighting
-    rects = _shadow_rects(pin, snap.boxes, actors.extents, use, light.sun_dir)
-    kernels.actor_shadows(rays, t_static, prim, depth_dyn, rig.ground, snap.boxes, actors.extents, use,
-                          light.sun_dir, light.shadow, W, rects, sun_vis, ambient)
-    image = np.empty((H, W, 3), dtype=np.uint8)
-    semantic = np.empty((H, W), dtype=np.uint8)
-    instance = np.empty((H, W), dtype=np.int32)
-    depth = np.empty((H, W), dtype=np.float32)
+    kernels.actor_shadows(rays, t_static, prim, depth_dyn, rig.ground, snap.boxes, actors.extents, cp.near,
+                          light.sun_dir, light.shadow, W, cp.shadow_rects, sun_vis, ambient)
+    cov = np.zeros((H, W), dtype=np.float32)
+    colour = np.zeros((H, W), dtype=np.int8)
+    if len(cp.paint_segments):
+        kernels.paint_coverage(cp.paint_segments, pin.fx, 3.0, cov, colour)
+    out = CameraImage(np.empty((H, W, 3), dtype=np.uint8), np.empty((H, W), dtype=np.uint8),
+                      np.empty((H, W), dtype=np.int32), np.empty((H, W), dtype=np.float32), own_px)
     s, d = rig.static_attrs, actors.mesh
     shade_camera(rays, t_static, prim, depth_dyn, tri_dyn, s.albedo, s.shading, s.semantic, s.owner, s.lamp,
-                 rig.static_normals, d.albedo, d.shading, d.semantic, d.instance, snap.normals, rig.head_light,
-                 snap.light_codes, sun_vis, ambient, lighting_params(light, exposure), SRGB_LUT, LAMP_RGB,
-                 image, semantic, instance, depth)
+                 rig.static_normals, rig.ground, d.albedo, d.shading, d.semantic, d.instance, snap.normals,
+                 rig.head_light, snap.light_codes, sun_vis, ambient, rig.shadow_map.occlusion,
+                 rig.shadow_map.params(), cov, colour, rig.paint_albedo, lighting_params(light, exposure), SRGB_LUT,
+                 LAMP_RGB, out.image, out.semantic, out.instance, out.depth)
+    return out
+
+
+def finish(rig, snap, model: CameraModel, cp: CameraPass, img: CameraImage, with_labels: bool) -> CameraFrame:
+    """The frame, with its object and traffic-light labels."""
     truth = None
     if with_labels:
-        R_ec, t_ec = model.T_ego_cam[:3, :3], model.T_ego_cam[:3, 3]
-        objects = labels.object_labels(pin, snap.boxes, actors.extents, snap.cls, use, own_px, instance, snap.R_we,
-                                       snap.p_we, cfg.max_label_range)
-        lanes = labels.lane_labels(pin, rig.static.markings, snap.R_we, snap.p_we, R_ec, t_ec, cfg.max_label_range)
+        cfg = model.config
+        objects = labels.object_labels(cp.pin, snap.boxes, rig.actors.extents, snap.cls, cp.near, cp.rect, cp.front,
+                                       img.own_px, img.instance, snap.R_we, snap.p_we, cfg.max_label_range)
         states = [("green", "yellow", "red")[snap.light_codes[h.light]] for h in rig.static.heads]
-        lights = labels.light_labels(pin, rig.static.heads, states, semantic, depth, cfg.max_label_range)
-        truth = CameraLabels(semantic, instance, depth, objects, lanes, lights)
-    return CameraFrame(image=image, K=model.K, T_ego_cam=model.T_ego_cam, t=snap.t, labels=truth)
+        lights = labels.light_labels(cp.pin, rig.static.heads, states, img.semantic, img.depth, cfg.max_label_range)
+        truth = CameraLabels(img.semantic, img.instance, img.depth, objects, cp.lanes, lights)
+    return CameraFrame(image=img.image, K=model.K, T_ego_cam=model.T_ego_cam, t=snap.t, labels=truth)
+
+
+def render_camera(rig, snap, model: CameraModel, exposure: float = 1.0, with_labels: bool = True) -> CameraFrame:
+    """One frame of `model` on the rig at the instant `snap` (a rig.Snapshot): rays ->
+    static hits (Open3D) -> actor hits, shadows, shading (Numba) -> labels."""
+    cp = prepare(rig, snap, model)
+    img = draw(rig, snap, model, cp, rig.cast(cp.rays), exposure)
+    return finish(rig, snap, model, cp, img, with_labels)
+
+
+def _thin_paint_segments(lanes, line_width: float, R_ec: np.ndarray, t_ec: np.ndarray) -> np.ndarray:
+    """(S, 8) image segments u0, v0, z0, u1, v1, z1, width [m], colour (0 white, 1 yellow) of the
+    solid and double lines in view, for kernels.paint_coverage (dashed lines keep their gaps)."""
+    rows = []
+    for ln in lanes:
+        if ln.marking.startswith("dashed") or len(ln.uv) < 2:
+            continue
+        z = (ln.xyz - t_ec) @ R_ec[:, 2]
+        width = 2.0 * line_width + 0.12 if ln.marking == "double_yellow" else line_width
+        colour = 1.0 if "yellow" in ln.marking else 0.0
+        n = len(z) - 1
+        rows.append(np.column_stack([ln.uv[:-1], z[:-1], ln.uv[1:], z[1:], np.full(n, width), np.full(n, colour)]))
+    return np.concatenate(rows) if rows else np.zeros((0, 8))
+
+
+def camera_rays(model: CameraModel, pin: labels.Pinhole, out: np.ndarray | None = None) -> np.ndarray:
+    """(H * W, 6) float32 world rays of the camera at pose `pin`, row-major pixels."""
+    rays = np.empty((len(model.dirs), 6), dtype=np.float32) if out is None else out
+    kernels.world_rays(model.dirs, pin.R_wc, pin.o, rays)
+    return rays

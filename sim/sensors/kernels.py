@@ -42,7 +42,7 @@ def ray_triangle_reference(origin: np.ndarray, dirs: np.ndarray, tris: np.ndarra
 # ----------------------------------------------------------------------------- posing
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def pose_triangles(local, owner, poses, world, normals):
     """world[k] = the triangle local[k] (T, 3, 3) moved to its owner's pose (cx, cy, yaw);
     normals (T, 3) are the unit normals of the moved triangles."""
@@ -114,7 +114,7 @@ def _pixel_span(lo, hi, size):
     return a, b
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _tri_rect(k, fx, fy, cx, cy, W, H, near):
     """Pixel rectangle (i0, i1, j0, j1) of a camera-frame triangle clipped at z = near; i1 < i0 if empty."""
     umin, umax, vmin, vmax = np.inf, -np.inf, np.inf, -np.inf
@@ -140,7 +140,7 @@ def _tri_rect(k, fx, fy, cx, cy, W, H, near):
     return i0, i1, j0, j1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def raster_actors(world, tri_start, use, R, o, fx, fy, cx, cy, W, H, near, far, depth, tri_id, own_px):
     """Ray-cast the posed actor triangles world (T, 3, 3) for a pinhole camera.
 
@@ -211,7 +211,7 @@ def raster_actors(world, tri_start, use, R, o, fx, fy, cx, cy, W, H, near, far, 
 # ----------------------------------------------------------------------------- lidar
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _segment_distance(ax, ay, bx, by):
     """Distance from the origin to the segment a-b in the plane."""
     dx, dy = bx - ax, by - ay
@@ -221,7 +221,7 @@ def _segment_distance(ax, ay, bx, by):
     return math.sqrt(px * px + py * py)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def lidar_actors(world, use_tri, R, o, elevation, n_az, dirs, rng_out, tri_id):
     """Ray-cast posed actor triangles world (T, 3, 3) for a spinning lidar.
 
@@ -273,7 +273,7 @@ def lidar_actors(world, use_tri, R, o, elevation, n_az, dirs, rng_out, tri_id):
 # ----------------------------------------------------------------------------- rays
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def world_rays(dirs, R, o, out):
     """out (N, 6) float32 rays [origin, R @ dir] for Open3D from sensor-frame dirs (N, 3)."""
     for n in range(dirs.shape[0]):
@@ -298,7 +298,7 @@ def _slab(p, d, lo, hi, t0, t1):
     return max(t0, min(ta, tb)), min(t1, max(ta, tb))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def actor_shadows(rays, t_static, prim, depth_dyn, ground, poses, extents, use, sun, strength, W, rects,
                   sun_vis, ambient):
     """Darken ground pixels that actors shade.
@@ -338,3 +338,49 @@ def actor_shadows(rays, t_static, prim, depth_dyn, ground, poses, extents, use, 
                 t0, t1 = _slab(pz, lz, -1.0, top, t0, t1)
                 if t0 <= t1:
                     sun_vis[j, i] = min(sun_vis[j, i], 1.0 - strength)
+
+
+# ----------------------------------------------------------------------------- thin paint
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def paint_coverage(segs, f, max_width_px, cov, colour):
+    """Anti-aliased coverage of painted lines thinner than a few pixels.
+
+    Painted lines narrower than a pixel break into dashes when sampled with one
+    ray per pixel. segs (S, 8) are image segments u0, v0, z0, u1, v1, z1
+    (pixels, depth [m]), paint width [m] and colour index; f the focal length
+    [px]. A segment only counts while its width across the image line is
+    below max_width_px (double lines: their total width). cov (H, W) gets the
+    largest coverage in [0, 1] (a one-pixel tent filter, as an image sensor
+    integrates over a pixel) and colour (H, W) the paint colour index.
+    """
+    H, W = cov.shape
+    for k in range(segs.shape[0]):
+        u0, v0, z0, u1, v1, z1, width, c = segs[k]
+        du, dv = u1 - u0, v1 - v0
+        L2 = du * du + dv * dv
+        if L2 < 1e-9:
+            continue
+        sin_t = abs(dv) / math.sqrt(L2)  # a ground line running away from the camera is wide across the image
+        i0 = max(0, int(math.floor(min(u0, u1) - 2.0)))
+        i1 = min(W - 1, int(math.ceil(max(u0, u1) + 2.0)))
+        j0 = max(0, int(math.floor(min(v0, v1) - 2.0)))
+        j1 = min(H - 1, int(math.ceil(max(v0, v1) + 2.0)))
+        for j in range(j0, j1 + 1):
+            for i in range(i0, i1 + 1):
+                pu, pv = i + 0.5 - u0, j + 0.5 - v0
+                t = min(1.0, max(0.0, (pu * du + pv * dv) / L2))
+                eu, ev = pu - t * du, pv - t * dv
+                dist = math.sqrt(eu * eu + ev * ev)
+                z = z0 + t * (z1 - z0)
+                w = width * f / max(z, 1e-3) * max(sin_t, 0.05)
+                if w > max_width_px:
+                    continue
+                if w >= 1.0:
+                    a = min(1.0, max(0.0, 0.5 * w + 0.5 - dist))
+                else:
+                    a = max(0.0, 1.0 - dist) * w
+                if a > cov[j, i]:
+                    cov[j, i] = a
+                    colour[j, i] = int(c)

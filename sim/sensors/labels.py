@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim.sensors.frames import SEMANTIC_ID, LaneLine, LightLabel, ObjectLabels
-from sim.sensors.road_scene import HEAD_SIZE, PAINT_Z, LaneMarking, LightHead
+from sim.sensors.road_scene import HEAD_SIZE, PAINT_Z, LightHead, StaticScene
 
 _PAIRS = np.array([(a, b) for a in range(8) for b in range(a + 1, 8)])
 _BOX_SIGNS = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)], dtype=float)
@@ -81,13 +81,12 @@ def _clip_rect(rect: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def object_labels(pin: Pinhole, boxes: np.ndarray, extents: np.ndarray, cls: np.ndarray, use: np.ndarray,
-                  own_px: np.ndarray, instance: np.ndarray, R_we: np.ndarray, p_we: np.ndarray,
-                  max_range: float) -> ObjectLabels:
+                  rect: np.ndarray, front: np.ndarray, own_px: np.ndarray, instance: np.ndarray, R_we: np.ndarray,
+                  p_we: np.ndarray, max_range: float) -> ObjectLabels:
     """Boxes of actors in view. boxes (A, 3) world cx, cy, yaw; extents (A, 6) local
-    box; use (A,) actors that exist now; own_px (A,) their pixels drawn alone;
-    instance (H, W) the rendered instance mask; R_we, p_we the ego's world pose."""
-    corners = box_corners(boxes, extents)
-    rect, front = project_hull(pin, pin.to_camera(corners))
+    box; use (A,) actors that exist now; rect, front their project_hull; own_px (A,)
+    their pixels drawn alone; instance (H, W) the rendered instance mask; R_we, p_we
+    the ego's world pose."""
     clipped = _clip_rect(rect, pin.width, pin.height)
     area = np.maximum(rect[:, 2] - rect[:, 0], 0.0) * np.maximum(rect[:, 3] - rect[:, 1], 0.0)
     area_in = (clipped[:, 2] - clipped[:, 0]) * (clipped[:, 3] - clipped[:, 1])
@@ -125,67 +124,85 @@ def _frustum_planes(pin: Pinhole) -> np.ndarray:
                      [0.0, 1.0, pin.cy / pin.fy], [0.0, -1.0, (pin.height - pin.cy) / pin.fy]])
 
 
-def clip_polyline(pin: Pinhole, p_cam: np.ndarray) -> list[np.ndarray]:
-    """Pieces (K, 3) of a camera-frame polyline inside the view frustum (near plane and
-    the four image borders), each segment clipped exactly (Liang-Barsky in 3D)."""
-    if len(p_cam) < 2:
-        return []
+def clip_segments(pin: Pinhole, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Clip camera-frame segments a-b (S, 3) to the view frustum (near plane and the four
+    image borders; Liang-Barsky in 3D): parameters lo, hi (S,) of the part inside and
+    whether any part is inside (S,)."""
     planes = _frustum_planes(pin)
-    fa = np.concatenate([p_cam[:-1] @ planes.T, p_cam[:-1, 2:3] - pin.near], axis=1)  # (S, 5)
-    fb = np.concatenate([p_cam[1:] @ planes.T, p_cam[1:, 2:3] - pin.near], axis=1)
+    fa = np.concatenate([a @ planes.T, a[:, 2:3] - pin.near], axis=1)  # (S, 5), >= 0 inside
+    fb = np.concatenate([b @ planes.T, b[:, 2:3] - pin.near], axis=1)
     df = fb - fa
     with np.errstate(divide="ignore", invalid="ignore"):
         s = -fa / df
-    entering = df > 0
-    leaving = df < 0
-    lo = np.max(np.where(entering, s, 0.0), axis=1, initial=0.0)
-    hi = np.min(np.where(leaving, s, 1.0), axis=1, initial=1.0)
-    outside_parallel = np.any((df == 0) & (fa < 0), axis=1)
-    seen = np.flatnonzero((lo < hi) & ~outside_parallel)
-    if len(seen) == 0:
+    lo = np.max(np.where(df > 0, s, 0.0), axis=1, initial=0.0)
+    hi = np.min(np.where(df < 0, s, 1.0), axis=1, initial=1.0)
+    return lo, hi, (lo < hi) & ~np.any((df == 0) & (fa < 0), axis=1)
+
+
+def clip_polyline(pin: Pinhole, p_cam: np.ndarray) -> list[np.ndarray]:
+    """Pieces (K, 3) of a camera-frame polyline inside the view frustum."""
+    if len(p_cam) < 2:
         return []
-    d = p_cam[1:] - p_cam[:-1]
-    a = p_cam[seen] + lo[seen, None] * d[seen]
-    b = p_cam[seen] + hi[seen, None] * d[seen]
-    # a new piece starts where the previous visible segment is not the one before, or either was cut
+    return _pieces(pin, p_cam[:-1], p_cam[1:], np.ones(len(p_cam) - 1, dtype=bool))[0]
+
+
+def _pieces(pin: Pinhole, a: np.ndarray, b: np.ndarray, chain: np.ndarray):
+    """Clip consecutive segments a-b (S, 3); chain[k] says segment k continues segment
+    k - 1 of the same polyline. Returns the visible pieces (K, 3) and the index of the
+    first segment of each."""
+    lo, hi, seen = clip_segments(pin, a, b)
+    seen = np.flatnonzero(seen)
+    if len(seen) == 0:
+        return [], np.zeros(0, dtype=np.int64)
+    d = b[seen] - a[seen]
+    pa = a[seen] + lo[seen, None] * d
+    pb = a[seen] + hi[seen, None] * d
+    # a piece starts where the previous visible segment is not the one before, or either was cut
     new = np.ones(len(seen), dtype=bool)
-    new[1:] = (np.diff(seen) != 1) | (lo[seen[1:]] > 0.0) | (hi[seen[:-1]] < 1.0)
+    new[1:] = (np.diff(seen) != 1) | ~chain[seen[1:]] | (lo[seen[1:]] > 0.0) | (hi[seen[:-1]] < 1.0)
     starts = np.flatnonzero(new)
     ends = np.append(starts[1:], len(seen))
-    return [np.concatenate([a[i:i + 1], b[i:j]]) for i, j in zip(starts, ends)]
+    return [np.concatenate([pa[i:i + 1], pb[i:j]]) for i, j in zip(starts, ends)], seen[starts]
 
 
-def _offset_beside_ego(xy_ego: np.ndarray) -> float:
-    """Lateral offset [m] where the line crosses the ego's x = 0, nearest to the ego; nan if none."""
-    x0, x1 = xy_ego[:-1, 0], xy_ego[1:, 0]
-    k = np.flatnonzero((x0 <= 0.0) & (x1 > 0.0) | (x1 <= 0.0) & (x0 > 0.0))
-    if len(k) == 0:
-        return float("nan")
-    f = -x0[k] / (x1[k] - x0[k])
-    y = xy_ego[k, 1] + f * (xy_ego[k + 1, 1] - xy_ego[k, 1])
-    best = y[np.argmin(np.abs(y))]
-    return float(best) if abs(best) < 20.0 else float("nan")
+def lane_labels(pin: Pinhole, scene: StaticScene, R_we: np.ndarray, p_we: np.ndarray, R_ec: np.ndarray,
+                t_ec: np.ndarray, max_range: float) -> tuple[LaneLine, ...]:
+    """Every painted line of the scene within max_range [m] of the ego, clipped to the image.
 
-
-def lane_labels(pin: Pinhole, markings: tuple[LaneMarking, ...], R_we: np.ndarray, p_we: np.ndarray,
-                R_ec: np.ndarray, t_ec: np.ndarray, max_range: float) -> tuple[LaneLine, ...]:
+    All lines are processed together: segments with an end within range are
+    clipped in one batch; a line's offset beside the ego comes from its
+    crossing of the ego's lateral axis (x = 0) nearest to the ego."""
+    xy, line = scene.marking_xy, scene.marking_line
+    d2 = (xy[:, 0] - p_we[0]) ** 2 + (xy[:, 1] - p_we[1]) ** 2
+    near = np.flatnonzero(d2 <= max_range ** 2)
+    if len(near) == 0:
+        return ()
+    idx = np.union1d(near, np.clip(np.concatenate([near - 1, near + 1]), 0, len(xy) - 1))
+    line = line[idx]
+    p = np.column_stack([xy[idx], np.full(len(idx), PAINT_Z)])
+    seg = np.flatnonzero((np.diff(idx) == 1) & (line[:-1] == line[1:]))  # segment k joins points k, k + 1
+    if len(seg) == 0:
+        return ()
+    ego = (p - p_we) @ R_we
+    chain = np.zeros(len(seg), dtype=bool)
+    chain[1:] = np.diff(seg) == 1
+    x0, x1 = ego[seg, 0], ego[seg + 1, 0]
+    cross = seg[(x0 <= 0.0) & (x1 > 0.0) | (x1 <= 0.0) & (x0 > 0.0)]
+    f = -ego[cross, 0] / (ego[cross + 1, 0] - ego[cross, 0])
+    y = ego[cross, 1] + f * (ego[cross + 1, 1] - ego[cross, 1])
+    offset = {}
+    for k, yk in zip(line[cross], y):
+        if abs(yk) < 20.0 and abs(yk) < abs(offset.get(k, np.inf)):
+            offset[k] = float(yk)
+    cam = pin.to_camera(p)
+    pieces, first = _pieces(pin, cam[seg], cam[seg + 1], chain)
     out = []
-    for m in markings:
-        xy = m.xy
-        d2 = (xy[:, 0] - p_we[0]) ** 2 + (xy[:, 1] - p_we[1]) ** 2
-        near = d2 <= max_range ** 2
-        if not near.any():
-            continue
-        idx = np.flatnonzero(near)
-        lo, hi = max(idx[0] - 1, 0), min(idx[-1] + 2, len(xy))
-        p = np.column_stack([xy[lo:hi], np.full(hi - lo, PAINT_Z)])
-        p_ego = (p - p_we) @ R_we
-        offset = _offset_beside_ego(p_ego[:, :2])
-        for piece in clip_polyline(pin, pin.to_camera(p)):
-            xyz = piece @ R_ec.T + t_ec
-            keep = np.linalg.norm(xyz[:, :2], axis=1) <= max_range
-            if keep.sum() >= 2:
-                out.append(LaneLine(uv=pin.project(piece[keep]), xyz=xyz[keep], marking=m.marking, offset=offset))
+    for piece, k in zip(pieces, line[seg[first]]):
+        xyz = piece @ R_ec.T + t_ec
+        keep = np.hypot(xyz[:, 0], xyz[:, 1]) <= max_range + 1.0
+        if keep.sum() >= 2:
+            out.append(LaneLine(uv=pin.project(piece[keep]), xyz=xyz[keep], marking=scene.markings[k].marking,
+                                offset=offset.get(k, float("nan"))))
     return tuple(out)
 
 

@@ -19,6 +19,8 @@ from sim.sensors.frames import LidarFrame
 from sim.sensors.shading import lidar_returns
 from sim.types import frozen_array
 
+_QUIET = np.random.default_rng(0)  # stands in for a generator when noise is off; never drawn from
+
 
 @dataclass(frozen=True, eq=False)
 class LidarModel:
@@ -41,18 +43,32 @@ class LidarModel:
                    frozen_array(T))
 
 
-def render_lidar(rig, snap, model: LidarModel, rng: np.random.Generator | None = None,
-                 with_labels: bool = True) -> LidarFrame:
+def lidar_pose(model: LidarModel, snap) -> tuple[np.ndarray, np.ndarray]:
+    """Sensor-to-world rotation and the sensor origin in the world at the instant `snap`."""
+    T = model.T_ego_lidar
+    return snap.R_we @ T[:3, :3], snap.p_we + snap.R_we @ T[:3, 3]
+
+
+def lidar_rays(model: LidarModel, snap, out: np.ndarray | None = None) -> np.ndarray:
+    """(B * A, 6) float32 world rays of the sweep, beam-major."""
+    R_wl, o = lidar_pose(model, snap)
+    rays = np.empty((model.dirs_ego.shape[0], 6), dtype=np.float32) if out is None else out
+    kernels.world_rays(model.dirs.reshape(-1, 3), R_wl, o, rays)
+    return rays
+
+
+def render_lidar(rig, snap, model: LidarModel, rng: np.random.Generator | None = None, with_labels: bool = True,
+                 hits: tuple[np.ndarray, np.ndarray] | None = None, rays: np.ndarray | None = None) -> LidarFrame:
     """One sweep of `model` on the rig at the instant `snap`; noise and dropout draw from rng
-    (None: no noise, no dropout)."""
+    (None: no noise, no dropout). A caller that cast the static rays already (rig.render)
+    passes them and their hits in."""
     cfg = model.config
     B, A = model.dirs.shape[:2]
     T = model.T_ego_lidar
-    R_wl = snap.R_we @ T[:3, :3]
-    o = snap.p_we + snap.R_we @ T[:3, 3]
-    rays = np.empty((B * A, 6), dtype=np.float32)
-    kernels.world_rays(model.dirs.reshape(-1, 3), R_wl, o, rays)
-    t_static, prim = rig.cast(rays)
+    R_wl, o = lidar_pose(model, snap)
+    if rays is None:
+        rays = lidar_rays(model, snap)
+    t_static, prim = rig.cast(rays) if hits is None else hits
     rng_dyn = np.full((B, A), np.inf, dtype=np.float32)
     tri_dyn = np.full((B, A), -1, dtype=np.int32)
     actors = rig.actors
@@ -65,20 +81,14 @@ def render_lidar(rig, snap, model: LidarModel, rng: np.random.Generator | None =
     points = np.empty((n, 4), dtype=np.float32)
     label = np.empty(n, dtype=np.uint8)
     instance = np.empty(n, dtype=np.int32)
-    valid = np.empty(n, dtype=bool)
+    ray_index = np.empty(n, dtype=np.int64)
     s, d = rig.static_attrs, actors.mesh
-    lidar_returns(rays, t_static, prim, rng_dyn.ravel(), tri_dyn.ravel(), model.dirs_ego, T[:3, 3].copy(),
-                  rig.static_normals, s.reflectivity, s.semantic, snap.normals, d.reflectivity, d.semantic,
-                  d.instance, cfg.min_range, cfg.max_range, points, label, instance, valid)
-    idx = np.flatnonzero(valid)
-    if rng is not None and cfg.dropout > 0.0:
-        idx = idx[rng.random(len(idx), dtype=np.float32) >= cfg.dropout]
-    pts = points[idx]
-    if rng is not None and cfg.range_noise > 0.0:  # along the ray
-        pts[:, :3] += (rng.standard_normal(len(idx), dtype=np.float32) * np.float32(cfg.range_noise))[:, None] \
-            * model.dirs_ego[idx]
-    if rng is not None and cfg.intensity_noise > 0.0:
-        pts[:, 3] += rng.standard_normal(len(idx), dtype=np.float32) * np.float32(cfg.intensity_noise)
-    np.clip(pts[:, 3], 0.0, 1.0, out=pts[:, 3])
-    return LidarFrame(points=pts, beam=idx // A, azimuth=idx % A, t=snap.t, T_ego_lidar=T,
-                      label=label[idx] if with_labels else None, instance=instance[idx] if with_labels else None)
+    noisy = rng is not None
+    m = lidar_returns(rays, t_static, prim, rng_dyn.ravel(), tri_dyn.ravel(), model.dirs_ego, T[:3, 3].copy(),
+                      rig.static_normals, s.reflectivity, s.semantic, snap.normals, d.reflectivity, d.semantic,
+                      d.instance, cfg.min_range, cfg.max_range, rng if noisy else _QUIET,
+                      cfg.range_noise if noisy else 0.0, cfg.dropout if noisy else 0.0,
+                      cfg.intensity_noise if noisy else 0.0, points, label, instance, ray_index)
+    idx = ray_index[:m]
+    return LidarFrame(points=points[:m], beam=idx // A, azimuth=idx % A, t=snap.t, T_ego_lidar=T,
+                      label=label[:m] if with_labels else None, instance=instance[:m] if with_labels else None)

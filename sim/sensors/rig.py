@@ -15,6 +15,7 @@ children 0 (scene), 1 (actors) and 2 (noise); the world itself uses children
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numba
@@ -22,15 +23,18 @@ import numpy as np
 import open3d as o3d
 
 from sim.sensors import kernels
+from sim.sensors import materials as mt
 from sim.sensors.actor_meshes import ActorMeshes, build_actor_meshes
+from sim.sensors import camera
 from sim.sensors.camera import CameraModel, render_camera
 from sim.sensors.config import SensorConfig
 from sim.sensors.faults import FaultState, apply_camera_faults, exposure_gain
 from sim.sensors.frames import CameraFrame, LidarFrame
-from sim.sensors.lidar import LidarModel, render_lidar
+from sim.sensors.lidar import LidarModel, lidar_rays, render_lidar
 from sim.sensors.lighting import make_lighting
 from sim.sensors.road_scene import SceneStyle, StaticScene, build_static_scene
 from sim.sensors.shading import GROUND_CLASSES
+from sim.sensors.shadow_map import build_shadow_map, empty_shadow_map
 
 SENSOR_STREAM = 2  # spawn key of the sensors' seed sequence under the world seed
 
@@ -59,22 +63,29 @@ class SensorRig:
     def __init__(self, world, config: SensorConfig | None = None, style: SceneStyle | None = None):
         self.config = config or SensorConfig()
         self.threads = self.config.threads  # ray-casting and kernel threads, 0 = all cores
+        self._pool: ThreadPoolExecutor | None = None  # draws the camera beside the lidar (render)
         seeds = sensor_seeds(world.seed)
         scene_rng, look_rng = np.random.default_rng(seeds[0]), np.random.default_rng(seeds[1])
         self.noise_rng = np.random.default_rng(seeds[2])
         self.static: StaticScene = build_static_scene(world.road, scene_rng, style)
         length, width = world.actor_sizes()
-        self.actors: ActorMeshes = build_actor_meshes(np.asarray(world.actor_classes()), length, width, look_rng)
+        self.classes = np.array(world.actor_classes(), dtype=np.int64)  # (A,) sim.types.CLASS_NAMES
+        self.actors: ActorMeshes = build_actor_meshes(self.classes, length, width, look_rng)
         self.lighting = make_lighting(self.config.lighting, self.config.sun_azimuth_deg)
         mesh = self.static.mesh
         self.static_attrs = mesh
         self.static_normals = np.ascontiguousarray(mesh.normals(), dtype=np.float32)
         self.ground = np.isin(mesh.semantic, GROUND_CLASSES)
+        paint = self.static.style.paint
+        self.paint_albedo = np.array([np.array(mt.WHITE_PAINT.albedo) * paint, np.array(mt.YELLOW_PAINT.albedo) * paint])
         self.head_light = np.array([h.light for h in self.static.heads] or [0], dtype=np.int64)
         self._local = np.ascontiguousarray(self.actors.mesh.triangle_corners())
         self._scene = o3d.t.geometry.RaycastingScene()
         self._scene.add_triangles(o3d.core.Tensor.from_numpy(np.ascontiguousarray(mesh.vertices, dtype=np.float32)),
                                   o3d.core.Tensor.from_numpy(np.ascontiguousarray(mesh.triangles, dtype=np.uint32)))
+        lanes_xy = np.concatenate([ln.xy for ln in world.road.lanes])
+        self.shadow_map = build_shadow_map(self._scene, lanes_xy, self.lighting.sun_dir) \
+            if self.config.camera is not None else empty_shadow_map()
         cfg = self.config
         self.camera = CameraModel.from_config(cfg.camera) if cfg.camera is not None else None
         self.lidar = LidarModel.from_config(cfg.lidar) if cfg.lidar is not None else None
@@ -93,20 +104,33 @@ class SensorRig:
         return out["t_hit"].numpy(), out["primitive_ids"].numpy()
 
     def snapshot(self, world) -> Snapshot:
-        self._threads()
+        """The world's current instant."""
         ego = world.ego_state()
-        c, s = np.cos(ego.yaw), np.sin(ego.yaw)
-        table = world.actor_table()
-        boxes = np.ascontiguousarray(table[:, :3])
+        codes = world.light_codes() if world.road.lights else np.zeros(1, dtype=np.int8)
+        return self.snapshot_at(float(world.t), ego.x, ego.y, ego.yaw, world.actor_table()[:, :3],
+                                world.actor_active(), codes)
+
+    def snapshot_from_log(self, log, k: int) -> Snapshot:
+        """Step k of a recorded run (sim.log.RunLog) of this rig's world."""
+        codes = log.light_states[k] if log.light_states.shape[1] else np.zeros(1, dtype=np.int8)
+        x, y, yaw = log.ego[k, :3]
+        return self.snapshot_at(float(log.t[k]), x, y, yaw, log.actors[k, :, :3], log.actor_active[k], codes)
+
+    def snapshot_at(self, t: float, x: float, y: float, yaw: float, boxes: np.ndarray, active: np.ndarray,
+                    light_codes: np.ndarray) -> Snapshot:
+        """Pose the actors: ego rear axle at (x, y) [m] heading yaw [rad]; boxes (A, 3) actor
+        box centres and yaws; active (A,) bool; light_codes (L,) 0 green, 1 yellow, 2 red."""
+        self._threads()
+        c, s = np.cos(yaw), np.sin(yaw)
+        boxes = np.ascontiguousarray(boxes, dtype=float)
         tris = np.empty_like(self._local)
         normals = np.empty((len(tris), 3), dtype=np.float32)
         if len(tris):
             kernels.pose_triangles(self._local, self.actors.mesh.owner, boxes, tris, normals)
-        codes = world.light_codes() if world.road.lights else np.zeros(1, dtype=np.int8)
-        return Snapshot(t=float(world.t), R_we=np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]),
-                        p_we=np.array([ego.x, ego.y, 0.0]), boxes=boxes, active=np.asarray(world.actor_active()),
-                        cls=np.asarray(world.actor_classes()), tris=tris, normals=normals,
-                        light_codes=np.asarray(codes, dtype=np.int64))
+        return Snapshot(t=float(t), R_we=np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]),
+                        p_we=np.array([x, y, 0.0]), boxes=boxes, active=np.asarray(active, dtype=bool),
+                        cls=self.classes, tris=tris, normals=normals,
+                        light_codes=np.asarray(light_codes, dtype=np.int64))
 
     def render_camera(self, snap: Snapshot, exposure: float | None = None, with_labels: bool = True) -> CameraFrame:
         if self.camera is None:
@@ -119,14 +143,48 @@ class SensorRig:
             raise ValueError("this rig has no lidar (SensorConfig.lidar is None)")
         return render_lidar(self, snap, self.lidar, self.noise_rng if noise else None, with_labels)
 
+    def render(self, snap: Snapshot, exposure: float | None = None, noise: bool = True, with_labels: bool = True
+               ) -> tuple[CameraFrame | None, LidarFrame | None]:
+        """Every sensor of the rig at the instant `snap`.
+
+        The camera's and the lidar's static rays go to Open3D in one call (on
+        `threads` threads). Then, with more than one thread, the camera's Numba
+        drawing runs on a worker thread while this one finishes the lidar sweep.
+        """
+        cam = self.camera
+        n_cam = len(cam.dirs) if cam is not None else 0
+        n_lidar = len(self.lidar.dirs_ego) if self.lidar is not None else 0
+        rays = np.empty((n_cam + n_lidar, 6), dtype=np.float32)
+        cp = camera.prepare(self, snap, cam, rays[:n_cam]) if cam is not None else None
+        if self.lidar is not None:
+            lidar_rays(self.lidar, snap, rays[n_cam:])
+        t, prim = self.cast(rays)
+        gain = (cam.config.exposure if exposure is None else exposure) if cam is not None else 1.0
+        drawing = None
+        if cp is not None and self.threads != 1:
+            drawing = self._worker().submit(camera.draw, self, snap, cam, cp, (t[:n_cam], prim[:n_cam]), gain)
+        lidar = None
+        if self.lidar is not None:
+            lidar = render_lidar(self, snap, self.lidar, self.noise_rng if noise else None, with_labels,
+                                 hits=(t[n_cam:], prim[n_cam:]), rays=rays[n_cam:])
+        frame = None
+        if cp is not None:
+            img = drawing.result() if drawing is not None else camera.draw(self, snap, cam, cp, (t[:n_cam], prim[:n_cam]), gain)
+            frame = camera.finish(self, snap, cam, cp, img, with_labels)
+        return frame, lidar
+
+    def _worker(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sensor-draw")
+        return self._pool
+
     def capture(self, world, state: FaultState | None = None
                 ) -> tuple[CameraFrame | None, LidarFrame | None, FaultState]:
-        """Both sensors at the world's current instant, with the camera's effects and faults."""
+        """Every sensor at the world's current instant, with the camera's effects and faults."""
         state = state or FaultState()
         snap = self.snapshot(world)
-        cam = None
-        if self.camera is not None:
-            raw = self.render_camera(snap, exposure=exposure_gain(self.camera.config, snap.t))
-            cam, state = apply_camera_faults(raw, state, self.camera.config, self.noise_rng)
-        lidar = self.render_lidar(snap) if self.lidar is not None else None
+        gain = exposure_gain(self.camera.config, snap.t) if self.camera is not None else None
+        cam, lidar = self.render(snap, exposure=gain)
+        if cam is not None:
+            cam, state = apply_camera_faults(cam, state, self.camera.config, self.noise_rng)
         return cam, lidar, state

@@ -10,7 +10,7 @@ buildings and trees beside the road. All random choices come from `rng`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.spatial import ConvexHull
@@ -80,6 +80,14 @@ class StaticScene:
     markings: tuple[LaneMarking, ...]
     heads: tuple[LightHead, ...]
     style: SceneStyle
+    marking_xy: np.ndarray = field(init=False, repr=False)  # (P, 2) [m] every marking's points, concatenated
+    marking_line: np.ndarray = field(init=False, repr=False)  # (P,) int, which marking each point belongs to
+
+    def __post_init__(self):
+        xy = np.concatenate([m.xy for m in self.markings]) if self.markings else np.zeros((0, 2))
+        line = np.repeat(np.arange(len(self.markings)), [len(m.xy) for m in self.markings])
+        object.__setattr__(self, "marking_xy", frozen_array(xy))
+        object.__setattr__(self, "marking_line", frozen_array(line, np.int64))
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from sim.sensors import materials as mt
 from sim.sensors.frames import SEMANTIC_ID
@@ -39,7 +39,20 @@ def lighting_params(light: Lighting, exposure: float) -> np.ndarray:
     """The lighting packed for the kernel (see `shade_camera`)."""
     return np.concatenate([light.sun_dir, light.sun, light.sky_ambient, light.ground_ambient, light.zenith,
                            light.horizon, [light.haze_distance, light.sun_glow, light.lamp_gain,
-                                           1.0 if light.vehicle_lights else 0.0, exposure]])
+                                           1.0 if light.vehicle_lights else 0.0, exposure, light.shadow]])
+
+
+@njit(cache=True, inline="always")
+def _bilinear(grid, x, y):
+    """grid sampled at fractional cell coordinates (x along columns), 0 outside."""
+    ny, nx = grid.shape
+    if not (0.0 <= x < nx - 1 and 0.0 <= y < ny - 1):
+        return 0.0
+    i, j = int(x), int(y)
+    fx, fy = x - i, y - j
+    top = grid[j, i] + (grid[j, i + 1] - grid[j, i]) * fx
+    bottom = grid[j + 1, i] + (grid[j + 1, i + 1] - grid[j + 1, i]) * fx
+    return top + (bottom - top) * fy
 
 
 @njit(cache=True, inline="always")
@@ -79,23 +92,28 @@ def _sky(dx, dy, dz, L, out):
         out[i] = base + (glow + disc * L[19]) * L[3 + i] / (L[3] + 1e-6)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def shade_camera(rays, t_static, prim, depth_dyn, tri_dyn, s_albedo, s_shading, s_semantic, s_owner, s_lamp, s_normal,
-                 d_albedo, d_shading, d_semantic, d_instance, d_normal, head_light, light_codes, sun_vis, ambient,
-                 L, lut, lamp_rgb, image, semantic, instance, depth):
+                 s_ground, d_albedo, d_shading, d_semantic, d_instance, d_normal, head_light, light_codes, sun_vis,
+                 ambient, shadow_grid, shadow_at, paint_cov, paint_colour, paint_albedo, L, lut, lamp_rgb,
+                 image, semantic, instance, depth):
     """Shade every pixel (see the module docstring).
 
     rays (H * W, 6) world rays (origin, direction with unit optical-axis
     component), t_static / prim the static hits, depth_dyn / tri_dyn (H, W)
-    the actor hits; s_* static and d_* actor triangle attributes; head_light
-    (heads,) light index of each traffic-light head, light_codes (lights,)
-    0 green, 1 yellow, 2 red; sun_vis, ambient (H, W) shadow factors; L the
-    packed lighting (lighting_params). Writes image (H, W, 3) uint8 and the
-    semantic, instance and depth labels.
+    the actor hits; s_* static and d_* actor triangle attributes (s_ground
+    marks ground triangles); head_light (heads,) light index of each
+    traffic-light head, light_codes (lights,) 0 green, 1 yellow, 2 red;
+    sun_vis, ambient (H, W) actor shadow factors; shadow_grid with shadow_at
+    (x0, y0, 1 / cell) the static shadow map (shadow_map.py); paint_cov and
+    paint_colour (H, W) the coverage of thin lane paint on the asphalt
+    (kernels.paint_coverage) with paint_albedo (colours, 3); L the packed
+    lighting (lighting_params). Writes image (H, W, 3) uint8 and the semantic,
+    instance and depth labels.
     """
     H, W = depth_dyn.shape
     nlut = lut.shape[0] - 1
-    for j in prange(H):
+    for j in range(H):
         c = np.empty(3)
         sky = np.empty(3)
         for i in range(W):
@@ -104,6 +122,7 @@ def shade_camera(rays, t_static, prim, depth_dyn, tri_dyn, s_albedo, s_shading, 
             dx, dy, dz = rays[n, 3], rays[n, 4], rays[n, 5]
             norm = math.sqrt(dx * dx + dy * dy + dz * dz)
             ux, uy, uz = dx / norm, dy / norm, dz / norm
+            on_ground = False
             if td < ts:
                 k = tri_dyn[j, i]
                 t = td
@@ -114,6 +133,7 @@ def shade_camera(rays, t_static, prim, depth_dyn, tri_dyn, s_albedo, s_shading, 
                 k = prim[n]
                 t = ts
                 shading, sem, inst = s_shading[k], s_semantic[k], 0
+                on_ground = s_ground[k]
                 lamp = s_lamp[k]
                 if lamp >= 0:
                     lamp = 1 if light_codes[head_light[s_owner[k]]] == lamp else 0
@@ -141,6 +161,13 @@ def shade_camera(rays, t_static, prim, depth_dyn, tri_dyn, s_albedo, s_shading, 
             spec, shine, refl = 0.0, 1.0, 0.0
             if shading == mt.ASPHALT:
                 tex = 0.92 + 0.16 * (_noise(px * 3.0, py * 3.0, 1) - 0.5) + 0.22 * (_noise(px * 0.3, py * 0.3, 2) - 0.5)
+                cv = paint_cov[j, i]
+                if cv > 0.0 and td >= ts:
+                    pc = paint_colour[j, i]
+                    ar = ar * tex * (1.0 - cv) + paint_albedo[pc, 0] * cv
+                    ag = ag * tex * (1.0 - cv) + paint_albedo[pc, 1] * cv
+                    ab = ab * tex * (1.0 - cv) + paint_albedo[pc, 2] * cv
+                    tex = 1.0
             elif shading == mt.PAINT:
                 tex = 0.85 + 0.15 * _noise(px * 2.0, py * 2.0, 3)
             elif shading == mt.GRASS:
@@ -161,8 +188,12 @@ def shade_camera(rays, t_static, prim, depth_dyn, tri_dyn, s_albedo, s_shading, 
             elif shading == mt.GLASS:
                 spec, shine, refl = 0.8, 120.0, 0.45
             # lighting
+            vis = sun_vis[j, i]
+            if on_ground:
+                occ = _bilinear(shadow_grid, (px - shadow_at[0]) * shadow_at[2], (py - shadow_at[1]) * shadow_at[2])
+                vis = min(vis, 1.0 - L[23] * occ)
             lx, ly, lz = L[0], L[1], L[2]
-            ndl = max(nx * lx + ny * ly + nz * lz, 0.0) * sun_vis[j, i]
+            ndl = max(nx * lx + ny * ly + nz * lz, 0.0) * vis
             up = 0.5 + 0.5 * nz
             amb = ambient[j, i]
             cosv = -(nx * ux + ny * uy + nz * uz)
@@ -175,7 +206,7 @@ def shade_camera(rays, t_static, prim, depth_dyn, tri_dyn, s_albedo, s_shading, 
             hx, hy, hz = lx - ux, ly - uy, lz - uz
             hn = math.sqrt(hx * hx + hy * hy + hz * hz) + 1e-12
             ndh = max((nx * hx + ny * hy + nz * hz) / hn, 0.0)
-            highlight = spec * ndh ** shine * sun_vis[j, i] if spec > 0.0 and ndl > 0.0 else 0.0
+            highlight = spec * ndh ** shine * vis if spec > 0.0 and ndl > 0.0 else 0.0
             emit = 0.0
             if shading == mt.LAMP:
                 emit = L[20] if lamp == 1 else 0.0
@@ -197,16 +228,23 @@ def shade_camera(rays, t_static, prim, depth_dyn, tri_dyn, s_albedo, s_shading, 
                 image[j, i, ch] = lut[min(nlut, max(0, int(v * nlut)))]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def lidar_returns(rays, t_static, prim, rng_dyn, tri_dyn, dirs_ego, origin_ego, s_normal, s_refl, s_semantic,
-                  d_normal, d_refl, d_semantic, d_instance, min_range, max_range, points, label, instance, valid):
-    """Merge static and actor hits of every lidar ray into an ego-frame point.
+                  d_normal, d_refl, d_semantic, d_instance, min_range, max_range, rng, range_noise, dropout,
+                  intensity_noise, points, label, instance, ray_index):
+    """Merge static and actor hits of every lidar ray into ego-frame points; returns
+    how many points it wrote (rows 0..m-1 of the outputs).
 
     rays (N, 6) world rays with unit directions, dirs_ego (N, 3) the same
-    directions in the ego frame from origin_ego (3,). Intensity =
-    reflectivity x (0.25 + 0.75 cos(incidence)). Writes points (N, 4) x, y, z
-    [m], intensity, label, instance and valid (N,) bool (a hit within range).
+    directions in the ego frame from origin_ego (3,). A hit within
+    [min_range, max_range] survives dropout with probability 1 - dropout; its
+    range gets Gaussian noise (std range_noise [m]); intensity = reflectivity x
+    (0.25 + 0.75 cos(incidence)) plus Gaussian noise (std intensity_noise),
+    clipped to [0, 1]. Noise draws from the NumPy Generator rng, in ray order.
+    Writes points (N, 4) float32 x, y, z [m], intensity; label, instance and
+    ray_index (the ray each point came from).
     """
+    m = 0
     for n in range(rays.shape[0]):
         ts, td = t_static[n], rng_dyn[n]
         if td < ts:
@@ -220,15 +258,22 @@ def lidar_returns(rays, t_static, prim, rng_dyn, tri_dyn, dirs_ego, origin_ego, 
             nx, ny, nz = s_normal[k, 0], s_normal[k, 1], s_normal[k, 2]
             refl, sem, inst = s_refl[k], s_semantic[k], 0
         else:
-            valid[n] = False
             continue
         if not (min_range <= r <= max_range):
-            valid[n] = False
             continue
+        if dropout > 0.0 and rng.random() < dropout:
+            continue
+        if range_noise > 0.0:
+            r += range_noise * rng.standard_normal()
         cosi = abs(nx * rays[n, 3] + ny * rays[n, 4] + nz * rays[n, 5])
-        valid[n] = True
+        value = refl * (0.25 + 0.75 * cosi)
+        if intensity_noise > 0.0:
+            value += intensity_noise * rng.standard_normal()
         for i in range(3):
-            points[n, i] = origin_ego[i] + r * dirs_ego[n, i]
-        points[n, 3] = refl * (0.25 + 0.75 * cosi)
-        label[n] = sem
-        instance[n] = inst
+            points[m, i] = origin_ego[i] + r * dirs_ego[n, i]
+        points[m, 3] = min(1.0, max(0.0, value))
+        label[m] = sem
+        instance[m] = inst
+        ray_index[m] = n
+        m += 1
+    return m
