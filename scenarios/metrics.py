@@ -252,23 +252,32 @@ def driving_direction_compliance(log: RunLog, road) -> MetricValue:
     step's start (road.locate without yaw, so a wrong-way ego finds the lane it is in, not the one
     it points along); steps off every lane count zero. The largest negative sum over a window
     scores: more than WRONG_WAY_FAIL m -> 0, more than WRONG_WAY_WARN m -> 0.5, else 1.
+
+    Overtaking through the oncoming lane where its centre-side marking is dashed (passing allowed)
+    is not wrong-way driving; its length is reported as "oncoming_lane_distance".
     """
     xy = log.ego[:, :2]
     along = np.zeros(len(xy) - 1)  # [m] per-step progress along the lane direction
     lanes = np.full(len(xy) - 1, -1)
+    overtaking = 0.0  # [m] driven in an oncoming lane that may be used for passing
     for k in range(len(xy) - 1):
         lane_id, s, _ = road.locate(xy[k], None)
         if lane_id < 0:
             continue
-        heading = lane_heading(road.lanes[lane_id], s)
-        along[k] = (xy[k + 1, 0] - xy[k, 0]) * math.cos(heading) + (xy[k + 1, 1] - xy[k, 1]) * math.sin(heading)
+        lane = road.lanes[lane_id]
+        heading = lane_heading(lane, s)
+        step = (xy[k + 1, 0] - xy[k, 0]) * math.cos(heading) + (xy[k + 1, 1] - xy[k, 1]) * math.sin(heading)
+        if step < 0.0 and lane.left_opposite >= 0 and lane.left_marking.startswith("dashed"):
+            overtaking -= step
+            continue
+        along[k] = step
         lanes[k] = lane_id
     n = max(1, int(round(DIRECTION_WINDOW / log.dt)))
     csum = np.concatenate([[0.0], np.cumsum(along)])
     window = csum[min(n, len(along)):] - csum[:len(csum) - min(n, len(along))]  # progress over each window
     k_end = int(np.argmin(window))
     against = max(0.0, -float(window[k_end]))
-    figures = {"max_wrong_way_progress": against}
+    figures = {"max_wrong_way_progress": against, "oncoming_lane_distance": overtaking}
     if against <= WRONG_WAY_WARN:
         return MetricValue(1.0, (), figures)
     value = 0.0 if against > WRONG_WAY_FAIL else 0.5

@@ -14,20 +14,26 @@ import numpy as np
 from scenarios.loader import ScenarioCase
 from scenarios.metrics import compute_metrics
 
-PLANNERS = ("idm",)
+PLANNERS = ("idm", "lattice")
 PERCEPTIONS = ("oracle",)
 
 
-def make_planner(name: str):
+def make_planner(name: str, vehicle=None):
     if name == "idm":
         from planning.idm_planner import IDMPlanner
         return IDMPlanner()
+    if name == "lattice":
+        from planning.lattice_planner import LatticePlanner
+        if vehicle is None:
+            return LatticePlanner()
+        return LatticePlanner(ego_length=vehicle.length, ego_width=vehicle.width, wheelbase=vehicle.wheelbase)
     raise ValueError(f"unknown planner '{name}'; expected one of {list(PLANNERS)}")
 
 
 def make_stack(world, planner: str = "idm", perception: str = "oracle"):
     from control.tracking import TrackingController
     from perception.oracle import OraclePerception
+    from planning.map_prediction import MapAwarePredictor
     from planning.prediction import ConstantVelocityPredictor
     from sim.runner import Stack
 
@@ -35,7 +41,9 @@ def make_stack(world, planner: str = "idm", perception: str = "oracle"):
         raise ValueError(f"unknown perception '{perception}'; expected one of {list(PERCEPTIONS)}")
     noise = world.scenario.perception_noise
     perceive = OraclePerception(noise.position, noise.velocity, noise.range, seed=world.sensor_seed)
-    return Stack(perception=perceive, predictor=ConstantVelocityPredictor(), planner=make_planner(planner),
+    # the IDM baseline keeps the baseline's constant-velocity prediction; the lattice planner gets map-aware modes
+    predictor = ConstantVelocityPredictor() if planner == "idm" else MapAwarePredictor(world.road)
+    return Stack(perception=perceive, predictor=predictor, planner=make_planner(planner, world.scenario.ego.vehicle),
                  controller=TrackingController(), perception_name=perception)
 
 

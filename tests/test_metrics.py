@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
@@ -40,6 +40,8 @@ class FakeLane:
     heading: np.ndarray
     width: float
     speed_limit: float
+    left_opposite: int = -1
+    left_marking: str = "solid_white"
 
 
 @dataclass(frozen=True)
@@ -435,3 +437,15 @@ def test_ttc_kernel_matches_the_numpy_reference():
         assert who[k] == expected_who, k
         found += np.isfinite(expected_ttc)
     assert found > 3  # the random scene has conflicts to find
+
+
+def test_overtaking_through_a_passable_oncoming_lane_is_not_wrong_way():
+    road = FakeRoad()
+    east, west = road.lanes
+    road.lanes = (replace(east, left_opposite=1, left_marking="dashed_yellow"),
+                  replace(west, left_opposite=0, left_marking="dashed_yellow"))
+    t = times(3.0)
+    log = make_log(straight_ego(np.full(len(t), 10.0), x0=100.0, y=1.75))  # eastbound in the westbound lane
+    assert compute_metrics(log, road).metrics["driving_direction_compliance"] == 1.0
+    assert compute_metrics(log, road).metrics["oncoming_lane_distance"] == pytest.approx(30.0, abs=0.6)
+    assert compute_metrics(log, ROAD).metrics["driving_direction_compliance"] == 0.0  # solid centre line

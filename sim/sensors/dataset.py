@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from sim.sensors.config import CameraConfig, LidarConfig, SensorConfig
+from sim.sensors.faults import FaultState, apply_camera_faults
 from sim.sensors.frames import SEMANTIC_CLASSES, CameraFrame, LidarFrame
 from sim.sensors.png import write_png
 from sim.sensors.road_scene import SceneStyle
@@ -115,21 +116,26 @@ def _camera_json(frame: CameraFrame) -> dict:
     }
 
 
+def _lidar_arrays(sweeps: list[LidarFrame]) -> dict[str, np.ndarray]:
+    """The sweeps concatenated; sweep i is rows lidar_offsets[i]:lidar_offsets[i + 1]."""
+    def cat(name: str, dtype) -> np.ndarray:
+        return np.concatenate([getattr(s, name) for s in sweeps]).astype(dtype)
+
+    return {"lidar_points": cat("points", np.float32), "lidar_beam": cat("beam", np.int16),
+            "lidar_azimuth": cat("azimuth", np.int16), "lidar_label": cat("label", np.uint8),
+            "lidar_instance": cat("instance", np.uint16),
+            "lidar_offsets": np.concatenate([[0], np.cumsum([len(s) for s in sweeps])]).astype(np.int64),
+            "T_ego_lidar": sweeps[0].T_ego_lidar}
+
+
 def _write_shard(folder: Path, meta: dict, cams: list[CameraFrame], sweeps: list[LidarFrame]) -> None:
     for i, cam in enumerate(cams):
         write_png(folder / f"cam_{i:03d}.png", cam.image)
-    offsets = np.concatenate([[0], np.cumsum([len(s) for s in sweeps])]).astype(np.int64)
-    cat = (lambda name, dtype: np.concatenate([getattr(s, name) for s in sweeps]).astype(dtype)) if sweeps else \
-        (lambda name, dtype: np.zeros(0, dtype=dtype))
-    np.savez_compressed(
-        folder / "labels.npz",
-        semantic=np.stack([c.labels.semantic for c in cams]),
-        instance=np.stack([c.labels.instance for c in cams]).astype(np.uint16),
-        depth=np.stack([c.labels.depth for c in cams]).astype(np.float16),
-        lidar_points=np.concatenate([s.points for s in sweeps]).astype(np.float32) if sweeps else np.zeros((0, 4)),
-        lidar_beam=cat("beam", np.int16), lidar_azimuth=cat("azimuth", np.int16),
-        lidar_label=cat("label", np.uint8), lidar_instance=cat("instance", np.uint16), lidar_offsets=offsets,
-        T_ego_lidar=sweeps[0].T_ego_lidar if sweeps else np.eye(4))
+    np.savez_compressed(folder / "labels.npz",
+                        semantic=np.stack([c.labels.semantic for c in cams]),
+                        instance=np.stack([c.labels.instance for c in cams]).astype(np.uint16),
+                        depth=np.stack([c.labels.depth for c in cams]).astype(np.float16),
+                        **_lidar_arrays(sweeps))
     (folder / "meta.json").write_text(json.dumps(meta, indent=1))
 
 
@@ -159,9 +165,7 @@ def generate_shard(case, shard: int, cfg: GenerateConfig, frames: int, folder: P
     for i, k in enumerate(steps):
         snap = rig.snapshot_from_log(log, k)
         cam, lidar = rig.render(snap)
-        if cam is not None and sensors.camera.pixel_noise > 0.0:
-            noisy = cam.image + rig.noise_rng.normal(0.0, sensors.camera.pixel_noise, cam.image.shape)
-            cam = CameraFrame(np.clip(np.rint(noisy), 0, 255).astype(np.uint8), cam.K, cam.T_ego_cam, cam.t, cam.labels)
+        cam, _ = apply_camera_faults(cam, FaultState(), sensors.camera, rig.noise_rng)  # pixel noise
         cams.append(cam)
         sweeps.append(lidar)
         x, y, yaw, v = (float(a) for a in log.ego[k, :4])

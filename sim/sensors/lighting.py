@@ -50,8 +50,8 @@ def make_lighting(name: str, sun_azimuth_deg: float = 35.0) -> Lighting:
                         zenith=np.array([0.10, 0.12, 0.30]), horizon=np.array([0.85, 0.46, 0.30]),
                         haze_distance=500.0, shadow=0.9, sun_glow=0.9, lamp_gain=4.0, vehicle_lights=True)
     if name == "overcast":
-        return Lighting(name, _sun_dir(60.0, sun_azimuth_deg), sun=np.array([0.95, 0.95, 0.95]) * 0.45,
-                        sky_ambient=np.array([0.80, 0.82, 0.85]), ground_ambient=np.array([0.26, 0.26, 0.25]),
-                        zenith=np.array([0.50, 0.53, 0.57]), horizon=np.array([0.76, 0.78, 0.80]),
+        return Lighting(name, _sun_dir(60.0, sun_azimuth_deg), sun=np.array([0.95, 0.95, 0.95]) * 0.4,
+                        sky_ambient=np.array([0.66, 0.68, 0.71]), ground_ambient=np.array([0.22, 0.22, 0.21]),
+                        zenith=np.array([0.45, 0.48, 0.52]), horizon=np.array([0.66, 0.68, 0.70]),
                         haze_distance=350.0, shadow=0.35, sun_glow=0.0, lamp_gain=3.0, vehicle_lights=False)
     raise ValueError(f"unknown lighting {name!r}; expected one of ('day', 'dusk', 'overcast')")

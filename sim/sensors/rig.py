@@ -18,7 +18,6 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 import open3d as o3d
 
@@ -92,15 +91,9 @@ class SensorRig:
 
     # ---- per frame ------------------------------------------------------------------
 
-    def _threads(self) -> int:
-        n = self.threads
-        if n > 0:
-            numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-        return n
-
     def cast(self, rays: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Static hits of world rays (N, 6) float32: t (N,) float32 (inf: none), triangle (N,) uint32."""
-        out = self._scene.cast_rays(o3d.core.Tensor.from_numpy(rays), nthreads=self._threads())
+        out = self._scene.cast_rays(o3d.core.Tensor.from_numpy(rays), nthreads=self.threads)
         return out["t_hit"].numpy(), out["primitive_ids"].numpy()
 
     def snapshot(self, world) -> Snapshot:
@@ -120,7 +113,6 @@ class SensorRig:
                     light_codes: np.ndarray) -> Snapshot:
         """Pose the actors: ego rear axle at (x, y) [m] heading yaw [rad]; boxes (A, 3) actor
         box centres and yaws; active (A,) bool; light_codes (L,) 0 green, 1 yellow, 2 red."""
-        self._threads()
         c, s = np.cos(yaw), np.sin(yaw)
         boxes = np.ascontiguousarray(boxes, dtype=float)
         tris = np.empty_like(self._local)

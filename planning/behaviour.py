@@ -1,0 +1,203 @@
+"""The behaviour layer: what the lattice planner should aim for this cycle.
+
+Rules in priority order (as in CARLA's behaviour agent): red lights and stop
+lines first, then vulnerable road users on crosswalks, then yielding to
+oncoming traffic before a left turn, then the road's speed and the lead
+vehicle; lane changes to overtake, to pass a blocked lane or to merge come from
+the lattice's costs over the lateral offsets allowed here. Every hard "do not
+go past here" becomes a virtual wall the collision check treats as an obstacle.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from planning.base import PlannerInput, Route
+from sim.types import PEDESTRIAN, VULNERABLE
+
+YELLOW_STOP_DECEL = 3.0  # [m/s^2] stop for yellow only when this suffices
+MAX_STOP_DECEL = 6.0  # [m/s^2] a red light that needs more is driven through (it turned while too close)
+COMFORT_LAT_ACCEL = 2.0  # [m/s^2] curve speed from the road's curvature
+CROSSWALK_REACH = 2.5  # [m] a pedestrian this close to a crosswalk on the route is about to use it
+LEFT_TURN_GAP = 6.0  # [s] oncoming traffic closer than this in time makes the ego wait before turning left
+WALL_LENGTH = 1.0  # [m] virtual wall depth along the route
+PASSABLE_MARKINGS = ("dashed_white", "dashed_yellow")
+
+
+@dataclass(frozen=True)
+class Wall:
+    s: float  # [m] along the route: the ego's front must stay behind it
+    reason: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    behaviour: str  # what limits the ego now, for the log and the view
+    v_desired: float  # [m/s]
+    v_max: float  # [m/s] hard cap (speed limit)
+    walls: tuple[Wall, ...] = ()
+    d_min: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (P,) [m] per route point
+    d_max: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+
+def _route_index(route: Route, s: float) -> int:
+    return int(np.clip(np.searchsorted(route.s, s), 0, len(route.s) - 1))
+
+
+def lateral_bounds(route: Route, road, ego_half_width: float, allow_opposite: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Lowest and highest lateral offset of the ego's centre line along the route.
+
+    A same-direction neighbour lane (and, where the marking may be crossed and
+    passing is allowed, the oncoming lane) widens the corridor by a lane; a
+    parking lane or a kerb does not.
+    """
+    n = len(route.s)
+    d_min, d_max = np.empty(n), np.empty(n)
+    cache: dict[int, tuple[float, float]] = {}
+    for i in range(n):
+        lane_id = int(route.lane_of_point[i])
+        if lane_id not in cache:
+            lane = road.lanes[lane_id]
+            half = 0.5 * lane.width - ego_half_width - 0.1
+            hi = lo = half
+            left = lane.left if lane.left >= 0 and road.lanes[lane.left].kind != "parking" else -1
+            if left >= 0 and lane.left_marking in PASSABLE_MARKINGS + ("none",):
+                hi = 0.5 * lane.width + road.lanes[left].width - ego_half_width - 0.1
+            elif allow_opposite and lane.left_opposite >= 0 and lane.left_marking in PASSABLE_MARKINGS:
+                hi = 0.5 * lane.width + road.lanes[lane.left_opposite].width - ego_half_width - 0.1
+            right = lane.right if lane.right >= 0 and road.lanes[lane.right].kind not in ("parking",) else -1
+            if right >= 0 and lane.right_marking in PASSABLE_MARKINGS + ("none",):
+                lo = 0.5 * lane.width + road.lanes[right].width - ego_half_width - 0.1
+            cache[lane_id] = (-lo, hi)
+        d_min[i], d_max[i] = cache[lane_id]
+    return d_min, d_max
+
+
+def curve_speed(route: Route, s_from: float, s_to: float) -> float:
+    """The speed at which the sharpest bend between s_from and s_to stays comfortable."""
+    a, b = _route_index(route, s_from), _route_index(route, s_to) + 1
+    kappa = float(np.max(np.abs(route.kappa[a:b]))) if b > a else 0.0
+    return float(np.sqrt(COMFORT_LAT_ACCEL / kappa)) if kappa > 1e-4 else np.inf
+
+
+def light_walls(inp: PlannerInput, ego_s: float, front: float) -> list[Wall]:
+    """A wall at every stop line ahead whose light says stop."""
+    walls = []
+    v = max(inp.ego.v, 0.0)
+    for stop in inp.route.stops:
+        gap = stop.s - (ego_s + front)
+        if gap < -1.0 or gap > 150.0 or not stop.light:
+            continue
+        state = inp.perception.light_states.get(stop.light, "green")
+        if state == "green":
+            continue
+        needed = v * v / (2.0 * max(gap, 0.1))  # deceleration needed to stop at the line
+        if state == "yellow" and needed > YELLOW_STOP_DECEL:
+            continue
+        if state == "red" and needed > MAX_STOP_DECEL and gap < v * 1.0:
+            continue
+        walls.append(Wall(stop.s, f"{state}_light"))
+    return walls
+
+
+def crosswalk_walls(inp: PlannerInput, ego_s: float, front: float) -> list[Wall]:
+    """A wall before each crosswalk on the route that a pedestrian is on or about to step onto."""
+    route, road = inp.route, inp.road
+    walls = []
+    for s0, s1 in route.crosswalks:
+        if s1 < ego_s or s0 - (ego_s + front) > 60.0:
+            continue
+        cw = _crosswalk_at(road, route, 0.5 * (s0 + s1))
+        if cw is None:
+            continue
+        for obj in inp.perception.objects:
+            if obj.cls not in VULNERABLE:
+                continue
+            if _near_polygon(cw.polygon, np.array([obj.x, obj.y]), np.array([obj.vx, obj.vy])):
+                walls.append(Wall(s0 - 1.0, "crosswalk"))
+                break
+    return walls
+
+
+def _crosswalk_at(road, route: Route, s: float):
+    xy = route.xy[_route_index(route, s)]
+    for cw in road.crosswalks:
+        lo, hi = cw.polygon.min(axis=0) - 1.0, cw.polygon.max(axis=0) + 1.0
+        if np.all(xy >= lo) and np.all(xy <= hi):
+            return cw
+    return None
+
+
+def _near_polygon(poly: np.ndarray, p: np.ndarray, v: np.ndarray) -> bool:
+    """On the crosswalk, or within reach of it and not walking away."""
+    lo, hi = poly.min(axis=0), poly.max(axis=0)
+    if np.all(p >= lo) and np.all(p <= hi):
+        return True
+    nearest = np.clip(p, lo, hi)
+    gap = float(np.hypot(*(nearest - p)))
+    if gap > CROSSWALK_REACH:
+        return False
+    return float(np.dot(v, nearest - p)) >= -0.1
+
+
+def left_turn_walls(inp: PlannerInput, ego_s: float, front: float) -> list[Wall]:
+    """Before a left-turn connector, wait at its start while oncoming traffic is close in time."""
+    route, road = inp.route, inp.road
+    walls = []
+    seen = set()
+    for i in range(_route_index(route, ego_s), _route_index(route, ego_s + 80.0)):
+        lane_id = int(route.lane_of_point[i])
+        if lane_id in seen:
+            continue
+        seen.add(lane_id)
+        lane = road.lanes[lane_id]
+        if lane.kind != "connector" or lane.turn != "left":
+            continue
+        entry_s = float(route.s[i])
+        if entry_s - 1.0 < ego_s + front - 2.0:  # already committed into the turn
+            continue
+        entry_heading = float(lane.heading[0])
+        centre = lane.xy[len(lane.xy) // 2]
+        for obj in inp.perception.objects:
+            if obj.cls == PEDESTRIAN:
+                continue
+            speed = float(np.hypot(obj.vx, obj.vy))
+            heading = float(np.arctan2(obj.vy, obj.vx)) if speed > 0.5 else obj.yaw
+            if np.cos(heading - entry_heading) > -0.7:  # not oncoming
+                continue
+            to_centre = centre - np.array([obj.x, obj.y])
+            ahead = float(np.dot(to_centre, [np.cos(heading), np.sin(heading)]))
+            if ahead < -5.0:  # already past the conflict
+                continue
+            eta = max(ahead, 0.0) / max(speed, 0.1)
+            if eta < LEFT_TURN_GAP and (speed > 0.5 or ahead < 15.0):
+                walls.append(Wall(entry_s - 1.0, "yield_left_turn"))
+                break
+    return walls
+
+
+def decide(inp: PlannerInput, ego_s: float, front: float, ego_half_width: float, allow_opposite: bool,
+           speed_margin: float = 0.4) -> Decision:
+    route = inp.route
+    k = _route_index(route, ego_s)
+    limit = float(route.speed_limit[k]) - speed_margin
+    v_max = limit
+    v_curve = curve_speed(route, ego_s, ego_s + max(30.0, 3.0 * inp.ego.v))
+    v_desired = min(limit, v_curve)
+    walls = []
+    walls += light_walls(inp, ego_s, front)
+    walls += crosswalk_walls(inp, ego_s, front)
+    walls += left_turn_walls(inp, ego_s, front)
+    goal_gap = route.goal_s - ego_s
+    d_min, d_max = lateral_bounds(route, inp.road, ego_half_width, allow_opposite)
+    if walls:
+        nearest = min(walls, key=lambda w: w.s)
+        behaviour = nearest.reason
+    elif v_curve < limit:
+        behaviour = "curve"
+    else:
+        behaviour = "cruise"
+    if goal_gap < 2.0 * max(inp.ego.v, 1.0):
+        behaviour = "goal"
+    return Decision(behaviour=behaviour, v_desired=v_desired, v_max=v_max, walls=tuple(walls), d_min=d_min, d_max=d_max)

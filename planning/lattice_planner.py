@@ -1,0 +1,289 @@
+"""The Frenet lattice planner: the product's planner.
+
+Each cycle reads like the method: take a window of the route as the reference
+line, start from the previous plan where the car is on it (stitching), let the
+behaviour layer set the targets and the corridor, sample the lattice, convert,
+check, collide against every predicted mode, cost, pick. When nothing is safe,
+brake to a stop along the lane (minimal-risk manoeuvre).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from planning import lattice_kernels as lk
+from planning.base import PlannerInput
+from planning.behaviour import WALL_LENGTH, Decision, decide
+from planning.route import project_to_route
+from sim.types import VULNERABLE, Trajectory
+
+HORIZON = 8.0  # [s]
+DT = 0.1  # [s]
+N_SAMPLES = int(round(HORIZON / DT)) + 1
+
+
+@dataclass(frozen=True)
+class LatticeConfig:
+    t_end: tuple[float, ...] = (3.0, 4.0, 5.0, 6.0, 7.0, 8.0)  # [s]
+    lateral_fractions: tuple[float, ...] = (-1.0, -0.5, -0.2, 0.0, 0.2, 0.5, 1.0)  # x lane width
+    n_speeds: int = 8
+    follow_gaps: tuple[float, ...] = (1.2, 1.6, 2.0)  # [s]
+    window_back: float = 15.0  # [m] reference line behind the ego
+    window_ahead: float = 260.0  # [m]
+    margin_vehicle: float = 0.35  # [m] collision margin around vehicles
+    margin_vru: float = 0.8  # [m] around pedestrians and cyclists
+    max_collision_prob: float = 0.15  # candidates hitting likelier modes are rejected
+    collision_weight: float = 400.0  # cost per unit of collision probability below that
+    a_min: float = -6.0  # [m/s^2]
+    a_max: float = 2.2  # [m/s^2]
+    a_lat_max: float = 3.0  # [m/s^2]
+    allow_opposite_lane: bool = True  # pass through the oncoming lane where the marking allows
+    stitch_position: float = 0.8  # [m] replan from the previous plan when the car is this close to it
+    stitch_speed: float = 1.0  # [m/s]
+    mrm_decel: float = 5.0  # [m/s^2] minimal-risk stop
+    comfort_jerk: float = 3.5  # [m/s^3] longitudinal jerk of preferred candidates
+    comfort_decel: float = 3.8  # [m/s^2] deceleration of preferred candidates
+    speed_margin: float = 0.4  # [m/s] aim this far below the speed limit
+    sensing_range: float = 150.0  # [m] agents farther away are ignored
+    weights: lk.CostWeights = field(default_factory=lambda: lk.CostWeights(
+        jerk_lat=0.08, jerk_lon=0.05, offset_terminal=1.0, offset_integrated=0.5, speed_error=0.6,
+        progress=0.2, lead=3.0, proximity=2.0, lane_change=2.5, consistency=1.0))
+
+
+@dataclass
+class _Previous:
+    t0: float
+    lat: np.ndarray  # (4, N) d and its derivatives of the picked candidate
+    lon: np.ndarray  # (4, N) s and its derivatives
+    xy: np.ndarray  # (N, 2)
+
+
+class LatticePlanner:
+    name = "lattice"
+
+    def __init__(self, config: LatticeConfig = LatticeConfig(), ego_length: float = 4.7, ego_width: float = 1.9,
+                 wheelbase: float = 2.9):
+        self.config = config
+        self.params = lk.PlannerParams(v_max=40.0, a_min=config.a_min, a_max=config.a_max, a_lat_max=config.a_lat_max,
+                                       kappa_max=0.25, ego_length=ego_length, ego_width=ego_width,
+                                       ego_rear_to_centre=0.5 * wheelbase)
+        self.behaviour = "start"
+        self.candidates: list[np.ndarray] = []  # a sample of safe candidates' (N, 2) paths, for the view
+        self.last_result: lk.LatticeResult | None = None
+        self._prev: _Previous | None = None
+        self._hint_s: float | None = None
+
+    # ---- the cycle ------------------------------------------------------------------
+
+    def plan(self, inp: PlannerInput) -> Trajectory:
+        cfg, ego, route = self.config, inp.ego, inp.route
+        ego_s, ego_d = project_to_route(route, np.array([ego.x, ego.y]), hint_s=self._hint_s, yaw=ego.yaw)
+        self._hint_s = float(ego_s)
+        decision = decide(inp, float(ego_s), self.params.ego_front, 0.5 * self.params.ego_width, cfg.allow_opposite_lane,
+                          cfg.speed_margin)
+        reference, lane_width = self.reference_line(inp, float(ego_s), decision)
+        start = self.start_state(inp, reference, float(ego_s), float(ego_d))
+        agents, lead = self.agents(inp, reference, start, decision, lane_width)
+        grid = self.sampling_grid(start, decision, lead, lane_width)
+        result = lk.plan_lattice(reference, start, grid, agents, cfg.weights, self._previous_xy(ego.t), self.params)
+        index = self.pick(result)
+        self.last_result = result
+        if index < 0:
+            self.behaviour = "minimal_risk_stop"
+            self._prev = None
+            self.candidates = []
+            return self.minimal_risk_stop(inp, reference, start)
+        self.behaviour = self._describe(decision, result, index, start, lane_width, lead)
+        lat = result.lattice.lat[result.lattice.lat_index[index]]
+        lon = result.lattice.lon[result.lattice.lon_index[index]]
+        c = result.cartesian
+        traj = Trajectory(t=ego.t + DT * np.arange(N_SAMPLES), x=c.x[index], y=c.y[index], yaw=c.yaw[index],
+                          v=c.v[index], a=c.a[index], kappa=c.kappa[index])
+        self._prev = _Previous(ego.t, lat, lon, np.column_stack([traj.x, traj.y]))
+        self.candidates = self._sample_candidates(result)
+        return traj
+
+    # ---- pieces ---------------------------------------------------------------------
+
+    def reference_line(self, inp: PlannerInput, ego_s: float, decision: Decision) -> tuple[lk.ReferenceLine, float]:
+        route, cfg = inp.route, self.config
+        a = int(np.searchsorted(route.s, ego_s - cfg.window_back))
+        b = int(np.searchsorted(route.s, ego_s + cfg.window_ahead)) + 1
+        a, b = max(a, 0), min(b, len(route.s))
+        if b - a < 3:
+            a, b = max(0, len(route.s) - 3), len(route.s)
+        k = min(int(np.searchsorted(route.s, ego_s)), len(route.s) - 1)
+        lane_width = float(route.width[k])
+        ref = lk.ReferenceLine(xy=route.xy[a:b], s=route.s[a:b], heading=np.unwrap(route.heading[a:b]),
+                               kappa=route.kappa[a:b], d_min=decision.d_min[a:b], d_max=decision.d_max[a:b],
+                               lane_width=lane_width)
+        return ref, lane_width
+
+    def start_state(self, inp: PlannerInput, ref: lk.ReferenceLine, ego_s: float, ego_d: float) -> lk.FrenetState:
+        """From the previous plan where the car follows it closely, else from the measured state."""
+        ego, cfg, prev = inp.ego, self.config, self._prev
+        if prev is not None:
+            k = int(round((ego.t - prev.t0) / DT))
+            if 0 <= k < prev.xy.shape[0]:
+                gap = float(np.hypot(prev.xy[k, 0] - ego.x, prev.xy[k, 1] - ego.y))
+                if gap < cfg.stitch_position and abs(prev.lon[1, k] - ego.v) < cfg.stitch_speed:
+                    return lk.FrenetState(s=float(prev.lon[0, k]), s_dot=max(float(prev.lon[1, k]), 0.0),
+                                          s_ddot=float(prev.lon[2, k]), d=float(prev.lat[0, k]),
+                                          d_dot=float(prev.lat[1, k]), d_ddot=float(prev.lat[2, k]))
+        heading = float(np.interp(ego_s, ref.s, ref.heading))
+        kappa = float(np.interp(ego_s, ref.s, ref.kappa))
+        dth = np.arctan2(np.sin(ego.yaw - heading), np.cos(ego.yaw - heading))
+        scale = max(1.0 - kappa * ego_d, 0.1)
+        return lk.FrenetState(s=ego_s, s_dot=max(ego.v * np.cos(dth) / scale, 0.0), s_ddot=ego.a * np.cos(dth),
+                              d=ego_d, d_dot=ego.v * np.sin(dth), d_ddot=0.0)
+
+    def agents(self, inp: PlannerInput, ref: lk.ReferenceLine, start: lk.FrenetState, decision: Decision,
+               lane_width: float) -> tuple[lk.Agents, lk.Lead | None]:
+        """Predicted agents as poses at the planner's sample times, plus the virtual walls; and the lead."""
+        cfg, pred = self.config, inp.prediction
+        objects = {o.id: o for o in inp.perception.objects}
+        poses, probs, lengths, widths, margins = [], [], [], [], []
+        lead, lead_s = None, np.inf
+        if len(pred.agent_ids):
+            now = np.array([[objects[i].x, objects[i].y] for i in pred.agent_ids])
+            s_now, d_now = project_to_route(inp.route, now, hint_s=start.s)
+            s_now, d_now = np.atleast_1d(s_now), np.atleast_1d(d_now)
+        n_pred = pred.xy.shape[2] if len(pred.agent_ids) else 0
+        for a, agent_id in enumerate(pred.agent_ids):
+            obj = objects[int(agent_id)]
+            ds, dd = s_now[a] - start.s, d_now[a] - start.d
+            if abs(ds) > cfg.sensing_range:
+                continue
+            behind_in_lane = ds < -0.5 * obj.length and abs(dd) < 0.5 * lane_width
+            if behind_in_lane:  # a follower in the ego's lane answers for the gap behind
+                continue
+            pose = np.empty((pred.xy.shape[1], N_SAMPLES, 3))
+            pose[:, 0, :2] = (obj.x, obj.y)
+            pose[:, 0, 2] = obj.yaw
+            m = min(n_pred, N_SAMPLES - 1)
+            pose[:, 1:m + 1, :2] = pred.xy[a, :, :m]
+            pose[:, 1:m + 1, 2] = pred.yaw[a, :, :m]
+            pose[:, m + 1:, :] = pose[:, m:m + 1, :]
+            poses.append(pose)
+            probs.append(pred.prob[a])
+            lengths.append(pred.length[a])
+            widths.append(pred.width[a])
+            margins.append(cfg.margin_vru if obj.cls in VULNERABLE else cfg.margin_vehicle)
+            speed_along = obj.vx * np.cos(np.interp(s_now[a], ref.s, ref.heading)) + \
+                obj.vy * np.sin(np.interp(s_now[a], ref.s, ref.heading))
+            rear = s_now[a] - 0.5 * obj.length
+            if ds > 0 and abs(dd) < 0.5 * (lane_width + obj.width) - 0.3 and rear < lead_s:
+                lead_s = rear
+                lead = lk.Lead(s=float(rear), v=float(max(speed_along, 0.0)), d=float(d_now[a]))
+        K = max([p.shape[0] for p in poses], default=1)
+        for wall in decision.walls:
+            centre_s = wall.s + 0.5 * WALL_LENGTH
+            x, y = np.interp(centre_s, ref.s, ref.xy[:, 0]), np.interp(centre_s, ref.s, ref.xy[:, 1])
+            pose = np.zeros((K, N_SAMPLES, 3))
+            pose[:, :, 0], pose[:, :, 1] = x, y
+            pose[:, :, 2] = np.interp(centre_s, ref.s, ref.heading)
+            poses.append(pose)
+            probs.append(np.r_[1.0, np.zeros(K - 1)])
+            lengths.append(WALL_LENGTH)
+            widths.append(3.0 * lane_width)
+            margins.append(0.3)
+        if not poses:
+            return lk.Agents.none(N_SAMPLES), lead
+        poses = [np.concatenate([p, np.repeat(p[-1:], K - p.shape[0], axis=0)]) if p.shape[0] < K else p for p in poses]
+        probs = [np.r_[p, np.zeros(K - len(p))] for p in probs]
+        return lk.Agents(pose=np.stack(poses), prob=np.stack(probs), length=np.array(lengths),
+                         width=np.array(widths), margin=np.array(margins)), lead
+
+    def sampling_grid(self, start: lk.FrenetState, decision: Decision, lead: lk.Lead | None,
+                      lane_width: float) -> lk.SamplingGrid:
+        cfg = self.config
+        offsets = {round(f * lane_width, 3) for f in cfg.lateral_fractions}
+        if abs(start.d) > 0.3:  # mid manoeuvre: holding the current offset is a candidate too
+            offsets.add(round(start.d, 3))
+        d_end = np.array(sorted(offsets))
+        v_top = decision.v_desired
+        speeds = np.unique(np.r_[np.linspace(0.0, v_top, cfg.n_speeds), start.s_dot if start.s_dot < v_top else v_top])
+        stops = []
+        if decision.walls:
+            wall = min(decision.walls, key=lambda w: w.s)
+            s_stop = wall.s - self.params.ego_front - 0.6
+            stops = [s_stop] if s_stop > start.s else [max(start.s, s_stop)]
+        v_desired = 0.0 if decision.walls and stops else decision.v_desired
+        if decision.walls:
+            # far walls still allow driving up to them: only desire a stop when it is near
+            gap = stops[0] - start.s
+            if gap > 3.0 * max(start.s_dot, 5.0) + 10.0:
+                v_desired = decision.v_desired
+        return lk.SamplingGrid(d_end=d_end, t_end=np.array(cfg.t_end), v_target=speeds, v_desired=v_desired,
+                               s_stop=np.array(stops), follow_gap=np.array(cfg.follow_gaps), lead=lead,
+                               standstill_gap=3.0, dt=DT, n_samples=N_SAMPLES)
+
+    def pick(self, result: lk.LatticeResult) -> int:
+        """Lowest cost among feasible candidates whose collision probability stays small, weighted by it.
+
+        Candidates within the comfort bounds (longitudinal jerk and acceleration) are preferred;
+        the others are used only when no comfortable one is safe.
+        """
+        cfg = self.config
+        prob = np.nan_to_num(result.collisions.prob, nan=1.0)
+        ok = result.feasibility.feasible & (prob <= cfg.max_collision_prob) & np.isfinite(result.costs.total)
+        if not np.any(ok):
+            return -1
+        lon = result.lattice.lon
+        comfy_profile = ((np.abs(lon[:, 3, :]).max(axis=1) <= cfg.comfort_jerk)
+                         & (lon[:, 2, :].min(axis=1) >= -cfg.comfort_decel))
+        comfy = ok & comfy_profile[result.lattice.lon_index]
+        if np.any(comfy):
+            ok = comfy
+        total = np.where(ok, result.costs.total + cfg.collision_weight * prob, np.inf)
+        return int(np.argmin(total))
+
+    def minimal_risk_stop(self, inp: PlannerInput, ref: lk.ReferenceLine, start: lk.FrenetState) -> Trajectory:
+        """Brake at mrm_decel along the reference line, holding the current lateral offset."""
+        ego = inp.ego
+        t = DT * np.arange(N_SAMPLES)
+        v0 = max(ego.v, 0.0)
+        t_stop = v0 / self.config.mrm_decel
+        tt = np.minimum(t, t_stop)
+        s = start.s + v0 * tt - 0.5 * self.config.mrm_decel * tt * tt
+        v = np.maximum(v0 - self.config.mrm_decel * t, 0.0)
+        a = np.where(t < t_stop, -self.config.mrm_decel, 0.0)
+        heading = np.interp(s, ref.s, ref.heading)
+        x = np.interp(s, ref.s, ref.xy[:, 0]) - start.d * np.sin(heading)
+        y = np.interp(s, ref.s, ref.xy[:, 1]) + start.d * np.cos(heading)
+        return Trajectory(t=ego.t + t, x=x, y=y, yaw=heading, v=v, a=a, kappa=np.interp(s, ref.s, ref.kappa))
+
+    # ---- bookkeeping ----------------------------------------------------------------
+
+    def _previous_xy(self, t: float) -> np.ndarray | None:
+        prev = self._prev
+        if prev is None:
+            return None
+        k = int(round((t - prev.t0) / DT))
+        if k >= prev.xy.shape[0]:
+            return None
+        out = np.full((N_SAMPLES, 2), np.nan)
+        out[: prev.xy.shape[0] - k] = prev.xy[k:]
+        return out
+
+    def _describe(self, decision: Decision, result: lk.LatticeResult, index: int, start: lk.FrenetState,
+                  lane_width: float, lead: lk.Lead | None) -> str:
+        if decision.behaviour not in ("cruise", "curve"):
+            return decision.behaviour
+        d_end = float(result.lattice.d_end[index])
+        if abs(d_end - start.d) > 0.5 * lane_width:
+            return "change_lane_left" if d_end > start.d else "change_lane_right"
+        if abs(d_end) > 0.15 * lane_width:
+            return "nudge"
+        if lead is not None and int(result.lattice.kind[index]) == lk.FOLLOWING:
+            return "follow"
+        return decision.behaviour
+
+    def _sample_candidates(self, result: lk.LatticeResult, n: int = 40) -> list[np.ndarray]:
+        prob = np.nan_to_num(result.collisions.prob, nan=1.0)
+        ok = np.flatnonzero(result.feasibility.feasible & (prob == 0.0))
+        if len(ok) > n:
+            ok = ok[np.linspace(0, len(ok) - 1, n).astype(int)]
+        c = result.cartesian
+        return [np.column_stack([c.x[i], c.y[i]]) for i in ok]
