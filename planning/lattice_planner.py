@@ -42,6 +42,7 @@ class LatticeConfig:
     stitch_position: float = 0.8  # [m] replan from the previous plan when the car is this close to it
     stitch_speed: float = 1.0  # [m/s]
     mrm_decel: float = 5.0  # [m/s^2] minimal-risk stop
+    mrm_jerk: float = 8.0  # [m/s^3] how fast the minimal-risk braking builds up
     comfort_jerk: float = 3.5  # [m/s^3] longitudinal jerk of preferred candidates
     comfort_decel: float = 3.8  # [m/s^2] deceleration of preferred candidates
     speed_margin: float = 0.4  # [m/s] aim this far below the speed limit
@@ -187,7 +188,7 @@ class LatticePlanner:
             probs.append(np.r_[1.0, np.zeros(K - 1)])
             lengths.append(WALL_LENGTH)
             widths.append(3.0 * lane_width)
-            margins.append(0.3)
+            margins.append(0.0)
         if not poses:
             return lk.Agents.none(N_SAMPLES), lead
         poses = [np.concatenate([p, np.repeat(p[-1:], K - p.shape[0], axis=0)]) if p.shape[0] < K else p for p in poses]
@@ -207,8 +208,9 @@ class LatticePlanner:
         stops = []
         if decision.walls:
             wall = min(decision.walls, key=lambda w: w.s)
-            s_stop = wall.s - self.params.ego_front - 0.6
-            stops = [s_stop] if s_stop > start.s else [max(start.s, s_stop)]
+            # the ego's front stops a metre short of the wall, or as soon as comfortably possible
+            s_stop = wall.s - self.params.ego_front - 1.0
+            stops = [max(s_stop, start.s + start.s_dot ** 2 / (2.0 * cfg.comfort_decel) + 0.01)]
         v_desired = 0.0 if decision.walls and stops else decision.v_desired
         if decision.walls:
             # far walls still allow driving up to them: only desire a stop when it is near
@@ -240,15 +242,25 @@ class LatticePlanner:
         return int(np.argmin(total))
 
     def minimal_risk_stop(self, inp: PlannerInput, ref: lk.ReferenceLine, start: lk.FrenetState) -> Trajectory:
-        """Brake at mrm_decel along the reference line, holding the current lateral offset."""
-        ego = inp.ego
+        """Brake to a stop along the reference line, holding the current lateral offset.
+
+        The deceleration ramps up at mrm_jerk to mrm_decel (less when a gentler stop within a second
+        or two suffices at low speed).
+        """
+        ego, cfg = inp.ego, self.config
         t = DT * np.arange(N_SAMPLES)
         v0 = max(ego.v, 0.0)
-        t_stop = v0 / self.config.mrm_decel
-        tt = np.minimum(t, t_stop)
-        s = start.s + v0 * tt - 0.5 * self.config.mrm_decel * tt * tt
-        v = np.maximum(v0 - self.config.mrm_decel * t, 0.0)
-        a = np.where(t < t_stop, -self.config.mrm_decel, 0.0)
+        decel = min(cfg.mrm_decel, max(v0 / 1.5, 0.5))
+        a = np.empty(N_SAMPLES)
+        v = np.empty(N_SAMPLES)
+        s = np.empty(N_SAMPLES)
+        a[0], v[0], s[0] = min(ego.a, 0.0), v0, start.s
+        for k in range(1, N_SAMPLES):
+            a[k] = max(a[k - 1] - cfg.mrm_jerk * DT, -decel) if v[k - 1] > 0.0 else 0.0
+            v[k] = max(v[k - 1] + a[k] * DT, 0.0)
+            s[k] = s[k - 1] + 0.5 * (v[k - 1] + v[k]) * DT
+            if v[k] == 0.0:
+                a[k] = 0.0
         heading = np.interp(s, ref.s, ref.heading)
         x = np.interp(s, ref.s, ref.xy[:, 0]) - start.d * np.sin(heading)
         y = np.interp(s, ref.s, ref.xy[:, 1]) + start.d * np.cos(heading)

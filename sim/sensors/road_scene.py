@@ -341,10 +341,10 @@ def _edge_structures(edges: list[_Edge], urban: bool, style: SceneStyle, mb: Mes
                 mb.add(box(px - 0.06, px + 0.06, py - 0.06, py + 0.06, 0.0, 0.7), mt.POLE_MAT)
 
 
-def _tree(mb: MeshBuilder, x: float, y: float, rng: np.random.Generator) -> float:
-    """A tree at (x, y); returns its crown radius."""
-    height = float(rng.uniform(4.0, 9.0))
-    r = float(rng.uniform(0.3, 0.45)) * height
+def _tree(mb: MeshBuilder, x: float, y: float, rng: np.random.Generator, small: bool = False) -> float:
+    """A tree at (x, y) (a small street tree or a larger one); returns its crown radius."""
+    height = float(rng.uniform(4.0, 6.5)) if small else float(rng.uniform(5.0, 10.0))
+    r = float(rng.uniform(0.25, 0.33) if small else rng.uniform(0.3, 0.42)) * height
     trunk_top = height - 1.6 * r
     mb.add(cylinder(x, y, 0.08 + 0.02 * height, TERRAIN_Z, trunk_top + 0.3 * r, sides=5), mt.TRUNK_MAT)
     green = np.array(mt.FOLIAGE_MAT.albedo) * rng.uniform(0.6, 1.3) * np.array([rng.uniform(0.8, 1.2), 1.0, rng.uniform(0.7, 1.1)])
@@ -400,7 +400,7 @@ def _props(edges: list[_Edge], paved: _Paved, urban: bool, style: SceneStyle, rn
             lateral = side - 0.9 if urban else side + float(rng.exponential(12.0)) + 2.0
             c = p[0] + lateral * o
             if not paved(c[None], margin=1.2).any() and free(c[0], c[1], 1.5):
-                r = _tree(mb, c[0], c[1], rng)
+                r = _tree(mb, c[0], c[1], rng, small=urban)
                 taken.append((c[0], c[1], 0.5 * r))
             at += float(rng.uniform(0.5, 1.5)) * style.tree_spacing
 

@@ -32,6 +32,10 @@ PALETTE = np.array([SEMANTIC_RGB[n] for n in SEMANTIC_CLASSES], dtype=np.uint8)
 BOX_RGB = {"car": (40, 160, 255), "truck": (0, 220, 220), "pedestrian": (255, 60, 60), "cyclist": (255, 140, 0),
            "static": (255, 220, 0)}
 LIGHT_RGB = {"green": (40, 230, 90), "yellow": (255, 200, 0), "red": (255, 40, 40)}
+# the lidar view uses the semantic colours, with the dark actor colours brightened
+BEV_PALETTE = PALETTE.copy()
+for _name, _rgb in BOX_RGB.items():
+    BEV_PALETTE[SEMANTIC_CLASSES.index(_name)] = _rgb
 
 
 def frame_from_sensors(cam: CameraFrame, lidar: LidarFrame) -> DatasetFrame:
@@ -108,13 +112,13 @@ def draw_bev(frame: DatasetFrame) -> pygame.Surface:
     img = np.full((BEV_SIZE, BEV_SIZE, 3), 18, dtype=np.uint8)
     pts = np.asarray(frame.lidar["points"], dtype=float)
     if len(pts):
-        order = np.argsort(pts[:, 2])  # draw the highest points last
+        order = np.argsort(pts[:, 2], kind="stable")  # draw the highest points last
         pts = pts[order]
         lab = np.asarray(frame.lidar["label"])[order]
         uv = np.round(_bev_xy(pts[:, 0], pts[:, 1])).astype(int)
         ok = (uv[:, 0] >= 0) & (uv[:, 0] < BEV_SIZE) & (uv[:, 1] >= 0) & (uv[:, 1] < BEV_SIZE)
         shade = (0.6 + 0.4 * np.clip(pts[:, 3], 0.0, 1.0) ** 0.5)[:, None]
-        rgb = (PALETTE[lab] * shade).astype(np.uint8)
+        rgb = (BEV_PALETTE[lab] * shade).astype(np.uint8)
         img[uv[ok, 1], uv[ok, 0]] = rgb[ok]
     surf = _surface(img)
     k = BEV_SIZE / (2.0 * BEV_RANGE)
