@@ -16,25 +16,8 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from scenarios.schema import Scenario  # noqa: E402
+from scenarios.bench import highway_world  # noqa: E402
 from sim import traffic as tk  # noqa: E402
-from sim.world import World  # noqa: E402
-
-
-def highway_world(vehicles: int, seed: int = 0) -> World:
-    scn = Scenario.model_validate({
-        "name": "bench_highway",
-        "duration": 600,
-        "road": {"preset": "highway", "params": {"num_lanes": 4, "length": 10000}},
-        "ego": {"lane": "lane_1", "s": 200, "speed": 25, "goal": {"lane": "lane_1", "s": 9900}},
-        "traffic": {"count": vehicles, "s_range": [0, 2500], "speed_range": [20, 32], "min_gap": 10},
-    })
-    world = World(scn, seed)
-    # the ego joins the traffic as one more IDM+MOBIL driver: no stack runs here
-    world.I[0, tk.MODE], world.I[0, tk.MOBIL] = tk.LANE_FOLLOW, 1
-    world.F[0, [tk.V0, tk.TGAP, tk.AMAX, tk.BCOMF, tk.S0, tk.DELTA]] = 28.0, 1.5, 1.5, 2.0, 2.5, 4.0
-    world.F[0, [tk.POLITE, tk.LC_THRESH, tk.BSAFE]] = 0.3, 0.2, 4.0
-    return world
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ from sim.types import PEDESTRIAN, VULNERABLE
 
 YELLOW_STOP_DECEL = 3.0  # [m/s^2] stop for yellow only when this suffices
 MAX_STOP_DECEL = 6.0  # [m/s^2] a red light that needs more is driven through (it turned while too close)
-COMFORT_LAT_ACCEL = 2.0  # [m/s^2] curve speed from the road's curvature
+COMFORT_LAT_ACCEL = 2.5  # [m/s^2] curve speed from the road's curvature
 CROSSWALK_REACH = 2.5  # [m] a pedestrian this close to a crosswalk on the route is about to use it
 LEFT_TURN_GAP = 6.0  # [s] oncoming traffic closer than this in time makes the ego wait before turning left
 WALL_LENGTH = 1.0  # [m] virtual wall depth along the route

@@ -46,6 +46,9 @@ def _cmd_run(args) -> int:
     if not cases:
         print(f"no scenario files found in {args.paths}", file=sys.stderr)
         return 2
+    from scenarios.warmup import warm_up
+
+    print(warm_up(args.planner), file=sys.stderr, flush=True)
     out = Path(args.out)
     rows = []
     for case in cases:
@@ -86,8 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None)
     p.set_defaults(func=_cmd_schema)
 
+    from scenarios.bench import add_bench_parser
     from sim.view.cli import add_view_parsers
 
+    add_bench_parser(sub)
     add_view_parsers(sub)
     return parser
 

@@ -679,3 +679,33 @@ def _route_arclength(route, route_s, xy, behind, ahead):
                 best_d2, best_s = d2, route_s[j] + u * seg_len
         out[k] = best_s if best_d2 < np.inf else out[k - 1]
     return out
+
+
+def tracking_errors(log: RunLog) -> tuple[np.ndarray, np.ndarray]:
+    """(T,) cross-track [m] and heading [rad] errors of the ego against the plan it was tracking.
+
+    At each physics step the active plan is the latest one made at or before that time; the
+    error is the signed distance from the rear axle to the plan's polyline and the yaw difference
+    at the nearest point. Steps before the first plan are NaN.
+    """
+    cte = np.full(len(log.t), np.nan)
+    heading = np.full(len(log.t), np.nan)
+    for k, t in enumerate(log.t):
+        c = int(np.searchsorted(log.stack_t, t + 1e-9)) - 1
+        if c < 0:
+            continue
+        plan = log.plans[c]
+        plan = plan[np.isfinite(plan[:, 1])]
+        if len(plan) < 2:
+            continue
+        p = log.ego[k, :2]
+        a, b = plan[:-1, 1:3], plan[1:, 1:3]
+        seg = b - a
+        u = np.clip(np.einsum("ij,ij->i", p - a, seg) / np.maximum(np.einsum("ij,ij->i", seg, seg), 1e-12), 0.0, 1.0)
+        foot = a + u[:, None] * seg
+        j = int(np.argmin(np.hypot(*(p - foot).T)))
+        yaw = plan[j, 3] + u[j] * math.remainder(plan[j + 1, 3] - plan[j, 3], 2 * math.pi)
+        normal = np.array([-math.sin(yaw), math.cos(yaw)])
+        cte[k] = float((p - foot[j]) @ normal)
+        heading[k] = math.remainder(log.ego[k, 2] - yaw, 2 * math.pi)
+    return cte, heading

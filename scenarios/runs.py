@@ -8,26 +8,38 @@ import json
 import time
 import traceback
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from scenarios.loader import ScenarioCase
 from scenarios.metrics import compute_metrics
 
-PLANNERS = ("idm", "lattice")
+PLANNERS = ("idm", "lattice")  # the shipped planners, for the command line
 PERCEPTIONS = ("oracle",)
 
 
+def _idm(vehicle=None):
+    from planning.idm_planner import IDMPlanner
+    return IDMPlanner()
+
+
+def _lattice(vehicle=None):
+    from planning.lattice_planner import LatticePlanner
+    if vehicle is None:
+        return LatticePlanner()
+    return LatticePlanner(ego_length=vehicle.length, ego_width=vehicle.width, wheelbase=vehicle.wheelbase)
+
+
+# planner name -> factory(vehicle spec or None) -> Planner; other modules (tests, plug-ins) may register more
+PLANNER_FACTORIES: dict[str, Callable] = {"idm": _idm, "lattice": _lattice}
+
+
 def make_planner(name: str, vehicle=None):
-    if name == "idm":
-        from planning.idm_planner import IDMPlanner
-        return IDMPlanner()
-    if name == "lattice":
-        from planning.lattice_planner import LatticePlanner
-        if vehicle is None:
-            return LatticePlanner()
-        return LatticePlanner(ego_length=vehicle.length, ego_width=vehicle.width, wheelbase=vehicle.wheelbase)
-    raise ValueError(f"unknown planner '{name}'; expected one of {list(PLANNERS)}")
+    factory = PLANNER_FACTORIES.get(name)
+    if factory is None:
+        raise ValueError(f"unknown planner '{name}'; expected one of {sorted(PLANNER_FACTORIES)}")
+    return factory(vehicle)
 
 
 def make_stack(world, planner: str = "idm", perception: str = "oracle"):

@@ -162,6 +162,7 @@ def _boxes_in_front(rng, n=4):
     parts = [outward(transform(box(-1.0, 1.0, -0.6, 0.6, -0.5, 0.7), rng.uniform(-1, 1),
                                (rng.uniform(-3, 3), rng.uniform(-1, 1), rng.uniform(6, 14)))) for _ in range(n)]
     tris = np.concatenate([v[t] for v, t in parts])
+    tris.flags.writeable = False  # as the rig's snapshots hand them to the kernels
     return tris, np.repeat(np.arange(n), [len(t) for _, t in parts])
 
 
@@ -187,6 +188,7 @@ def test_lidar_kernel_matches_numpy_reference():
     rng = np.random.default_rng(5)
     tris, _ = _boxes_in_front(rng)
     tris = tris[:, :, [2, 0, 1]]  # put the boxes ahead along x, the lidar's forward axis
+    tris.flags.writeable = False
     model = LidarConfig(beams=16, azimuth_steps=256, fov_up_deg=15.0, fov_down_deg=-15.0)
     from sim.sensors.lidar import LidarModel
 

@@ -117,7 +117,8 @@ def _truck(L: float, W: float, paint: mt.Material, rng) -> tuple[Mesh, float]:
     hw = 0.5 * W
     cab = min(2.4, 0.3 * L)
     cab_h = float(rng.uniform(2.9, 3.2))
-    cargo = mt.Material(tuple(mt.TRUCK_BOX_COLOURS[int(rng.integers(len(mt.TRUCK_BOX_COLOURS)))]), "truck", mt.PLAIN, 0.5)
+    box_colour = mt.TRUCK_BOX_COLOURS[int(rng.integers(len(mt.TRUCK_BOX_COLOURS)))]
+    cargo = mt.Material(tuple(box_colour), "truck", mt.PLAIN, 0.5)
     x_cab = 0.5 * L - cab
     _split_glass(mb, profile_prism([(x_cab, 0.6), (0.5 * L, 0.6), (0.5 * L, 1.7), (0.5 * L - 0.25, cab_h),
                                     (x_cab, cab_h)], -hw + 0.05, hw - 0.05), paint, lambda n: n[0] > 0.5)

@@ -19,6 +19,10 @@ def _check(owner: str, name: str, ok: bool, expected: str, value) -> None:
         raise ValueError(f"{owner}.{name}: expected {expected}, got {value!r}")
 
 
+def _int_in(value, lo: int, hi: int) -> bool:
+    return isinstance(value, int) and lo <= value <= hi
+
+
 @dataclass(frozen=True)
 class Mount:
     """A sensor's pose on the ego: position in the ego frame (x forward, y left,
@@ -71,11 +75,12 @@ class CameraConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "faults", tuple(self.faults))
-        _check("CameraConfig", "width", isinstance(self.width, int) and 16 <= self.width <= 4096, "an int in [16, 4096]", self.width)
-        _check("CameraConfig", "height", isinstance(self.height, int) and 16 <= self.height <= 4096, "an int in [16, 4096]", self.height)
+        _check("CameraConfig", "width", _int_in(self.width, 16, 4096), "an int in [16, 4096]", self.width)
+        _check("CameraConfig", "height", _int_in(self.height, 16, 4096), "an int in [16, 4096]", self.height)
         _check("CameraConfig", "hfov_deg", 10.0 <= self.hfov_deg <= 150.0, "degrees in [10, 150]", self.hfov_deg)
         _check("CameraConfig", "near", 0.01 <= self.near <= 5.0, "metres in [0.01, 5]", self.near)
-        _check("CameraConfig", "max_label_range", self.max_label_range > self.near, "more than near", self.max_label_range)
+        _check("CameraConfig", "max_label_range", self.max_label_range > self.near, "more than near",
+               self.max_label_range)
         _check("CameraConfig", "pixel_noise", self.pixel_noise >= 0.0, ">= 0", self.pixel_noise)
         _check("CameraConfig", "exposure", self.exposure > 0.0, "> 0", self.exposure)
         _check("CameraConfig", "dropout", 0.0 <= self.dropout <= 1.0, "a probability in [0, 1]", self.dropout)
@@ -98,9 +103,9 @@ class LidarConfig:
     mount: Mount = Mount(x=1.4, y=0.0, z=1.9)
 
     def __post_init__(self):
-        _check("LidarConfig", "beams", isinstance(self.beams, int) and 1 <= self.beams <= 256, "an int in [1, 256]", self.beams)
-        _check("LidarConfig", "azimuth_steps", isinstance(self.azimuth_steps, int) and 8 <= self.azimuth_steps <= 8192,
-               "an int in [8, 8192]", self.azimuth_steps)
+        _check("LidarConfig", "beams", _int_in(self.beams, 1, 256), "an int in [1, 256]", self.beams)
+        _check("LidarConfig", "azimuth_steps", _int_in(self.azimuth_steps, 8, 8192), "an int in [8, 8192]",
+               self.azimuth_steps)
         _check("LidarConfig", "fov_up_deg", -89.0 <= self.fov_down_deg < self.fov_up_deg <= 89.0,
                "-89 <= fov_down_deg < fov_up_deg <= 89", (self.fov_down_deg, self.fov_up_deg))
         _check("LidarConfig", "max_range", self.max_range > self.min_range > 0.0, "max_range > min_range > 0",
@@ -122,5 +127,6 @@ class SensorConfig:
 
     def __post_init__(self):
         _check("SensorConfig", "lighting", self.lighting in LIGHTING_NAMES, f"one of {LIGHTING_NAMES}", self.lighting)
-        _check("SensorConfig", "threads", isinstance(self.threads, int) and self.threads >= 0, "an int >= 0", self.threads)
-        _check("SensorConfig", "sun_azimuth_deg", math.isfinite(self.sun_azimuth_deg), "a finite number", self.sun_azimuth_deg)
+        _check("SensorConfig", "threads", _int_in(self.threads, 0, 1024), "an int in [0, 1024]", self.threads)
+        _check("SensorConfig", "sun_azimuth_deg", math.isfinite(self.sun_azimuth_deg), "a finite number",
+               self.sun_azimuth_deg)

@@ -171,6 +171,7 @@ def generate_shard(case, shard: int, cfg: GenerateConfig, frames: int, folder: P
         x, y, yaw, v = (float(a) for a in log.ego[k, :4])
         records.append({"index": i, "step": int(k), "t": round(float(log.t[k]), 4), "image": f"cam_{i:03d}.png",
                         "ego": {"x": x, "y": y, "yaw": yaw, "v": v}, "camera": _camera_json(cam)})
+    rig.close()
     folder.mkdir(parents=True, exist_ok=True)
     meta = {"format": FORMAT, "shard": shard, "scenario": scenario.name, "file": case.path, "seed": seed,
             "split": split_of(seed), "lighting": sensors.lighting, "sun_azimuth_deg": sensors.sun_azimuth_deg,

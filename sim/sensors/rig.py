@@ -21,10 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 import open3d as o3d
 
-from sim.sensors import kernels
+from sim.sensors import camera, kernels
 from sim.sensors import materials as mt
 from sim.sensors.actor_meshes import ActorMeshes, build_actor_meshes
-from sim.sensors import camera
 from sim.sensors.camera import CameraModel, render_camera
 from sim.sensors.config import SensorConfig
 from sim.sensors.faults import FaultState, apply_camera_faults, exposure_gain
@@ -34,6 +33,7 @@ from sim.sensors.lighting import make_lighting
 from sim.sensors.road_scene import SceneStyle, StaticScene, build_static_scene
 from sim.sensors.shading import GROUND_CLASSES
 from sim.sensors.shadow_map import build_shadow_map, empty_shadow_map
+from sim.types import frozen_array
 
 SENSOR_STREAM = 2  # spawn key of the sensors' seed sequence under the world seed
 
@@ -45,7 +45,8 @@ def sensor_seeds(seed: int) -> list[np.random.SeedSequence]:
 
 @dataclass(frozen=True, eq=False)
 class Snapshot:
-    """The moving part of the scene at one instant, posed once for every sensor."""
+    """The moving part of the scene at one instant, posed once for every sensor.
+    Its arrays are made here and marked read-only (not copied)."""
 
     t: float  # [s]
     R_we: np.ndarray  # (3, 3) ego to world rotation
@@ -68,7 +69,7 @@ class SensorRig:
         self.noise_rng = np.random.default_rng(seeds[2])
         self.static: StaticScene = build_static_scene(world.road, scene_rng, style)
         length, width = world.actor_sizes()
-        self.classes = np.array(world.actor_classes(), dtype=np.int64)  # (A,) sim.types.CLASS_NAMES
+        self.classes = frozen_array(world.actor_classes(), np.int64)  # (A,) sim.types.CLASS_NAMES
         self.actors: ActorMeshes = build_actor_meshes(self.classes, length, width, look_rng)
         self.lighting = make_lighting(self.config.lighting, self.config.sun_azimuth_deg)
         mesh = self.static.mesh
@@ -76,7 +77,7 @@ class SensorRig:
         self.static_normals = np.ascontiguousarray(mesh.normals(), dtype=np.float32)
         self.ground = np.isin(mesh.semantic, GROUND_CLASSES)
         paint = self.static.style.paint
-        self.paint_albedo = np.array([np.array(mt.WHITE_PAINT.albedo) * paint, np.array(mt.YELLOW_PAINT.albedo) * paint])
+        self.paint_albedo = np.array([mt.WHITE_PAINT.albedo, mt.YELLOW_PAINT.albedo]) * paint  # (2, 3) thin paint
         self.head_light = np.array([h.light for h in self.static.heads] or [0], dtype=np.int64)
         self._local = np.ascontiguousarray(self.actors.mesh.triangle_corners())
         self._scene = o3d.t.geometry.RaycastingScene()
@@ -119,10 +120,12 @@ class SensorRig:
         normals = np.empty((len(tris), 3), dtype=np.float32)
         if len(tris):
             kernels.pose_triangles(self._local, self.actors.mesh.owner, boxes, tris, normals)
-        return Snapshot(t=float(t), R_we=np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]),
-                        p_we=np.array([x, y, 0.0]), boxes=boxes, active=np.asarray(active, dtype=bool),
-                        cls=self.classes, tris=tris, normals=normals,
-                        light_codes=np.asarray(light_codes, dtype=np.int64))
+        arrays = {"R_we": np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]), "p_we": np.array([x, y, 0.0]),
+                  "boxes": boxes.copy(), "active": np.array(active, dtype=bool), "cls": self.classes, "tris": tris,
+                  "normals": normals, "light_codes": np.array(light_codes, dtype=np.int64)}
+        for a in arrays.values():
+            a.flags.writeable = False
+        return Snapshot(t=float(t), **arrays)
 
     def render_camera(self, snap: Snapshot, exposure: float | None = None, with_labels: bool = True) -> CameraFrame:
         if self.camera is None:
@@ -161,7 +164,10 @@ class SensorRig:
                                  hits=(t[n_cam:], prim[n_cam:]), rays=rays[n_cam:])
         frame = None
         if cp is not None:
-            img = drawing.result() if drawing is not None else camera.draw(self, snap, cam, cp, (t[:n_cam], prim[:n_cam]), gain)
+            if drawing is not None:
+                img = drawing.result()
+            else:
+                img = camera.draw(self, snap, cam, cp, (t[:n_cam], prim[:n_cam]), gain)
             frame = camera.finish(self, snap, cam, cp, img, with_labels)
         return frame, lidar
 
@@ -169,6 +175,12 @@ class SensorRig:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sensor-draw")
         return self._pool
+
+    def close(self) -> None:
+        """Stop the drawing thread (a later render starts a new one)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def capture(self, world, state: FaultState | None = None
                 ) -> tuple[CameraFrame | None, LidarFrame | None, FaultState]:

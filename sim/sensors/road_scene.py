@@ -101,7 +101,7 @@ def _keep(xy: np.ndarray, heading: np.ndarray, max_step: float = 10.0, max_turn:
     """Indices of polyline samples to keep: the ends, and wherever the heading turned
     more than max_turn [rad] or max_step [m] passed since the last kept sample."""
     keep = [0]
-    d = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(xy, axis=0).T))])
+    d = _arc(xy)
     for i in range(1, len(xy) - 1):
         j = keep[-1]
         if abs(heading[i + 1] - heading[j]) > max_turn or d[i + 1] - d[j] > max_step:
@@ -347,7 +347,8 @@ def _tree(mb: MeshBuilder, x: float, y: float, rng: np.random.Generator, small: 
     r = float(rng.uniform(0.25, 0.33) if small else rng.uniform(0.3, 0.42)) * height
     trunk_top = height - 1.6 * r
     mb.add(cylinder(x, y, 0.08 + 0.02 * height, TERRAIN_Z, trunk_top + 0.3 * r, sides=5), mt.TRUNK_MAT)
-    green = np.array(mt.FOLIAGE_MAT.albedo) * rng.uniform(0.6, 1.3) * np.array([rng.uniform(0.8, 1.2), 1.0, rng.uniform(0.7, 1.1)])
+    tint = np.array([rng.uniform(0.8, 1.2), 1.0, rng.uniform(0.7, 1.1)])
+    green = np.array(mt.FOLIAGE_MAT.albedo) * rng.uniform(0.6, 1.3) * tint
     mb.add(blob((x, y, trunk_top + r), (r, r, 1.1 * r), rng, jitter=0.15), mt.FOLIAGE_MAT.tinted(green))
     return r
 
@@ -380,12 +381,13 @@ def _props(edges: list[_Edge], paved: _Paved, urban: bool, style: SceneStyle, rn
                 depth = float(rng.uniform(8.0, 16.0))
                 setback = side + (float(rng.uniform(0.5, 3.0)) if urban else float(rng.uniform(15.0, 45.0)))
                 mid = min(at + 0.5 * width, s[-1])
-                p, h = _resample(e.xy, e.heading, s, np.array([mid]))
+                p, _ = _resample(e.xy, e.heading, s, np.array([mid]))
                 o = np.array([np.interp(mid, s, e.out[:, 0]), np.interp(mid, s, e.out[:, 1])])
                 o /= np.linalg.norm(o)
                 c = p[0] + (setback + 0.5 * depth) * o
                 t = np.array([-o[1], o[0]])
-                probe = c + np.array([[a * 0.5 * depth, b * 0.5 * width] for a in (-1, 0, 1) for b in (-1, 0, 1)]) @ np.array([o, t])
+                grid = np.array([[a * 0.5 * depth, b * 0.5 * width] for a in (-1, 0, 1) for b in (-1, 0, 1)])
+                probe = c + grid @ np.array([o, t])
                 radius = 0.5 * math.hypot(width, depth)
                 if not paved(probe, margin=side + 0.3).any() and free(c[0], c[1], radius):
                     height = float(rng.uniform(6.0, 28.0)) if urban else float(rng.uniform(5.0, 10.0))

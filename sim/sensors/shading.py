@@ -114,7 +114,6 @@ def shade_camera(rays, t_static, prim, depth_dyn, tri_dyn, s_albedo, s_shading, 
     H, W = depth_dyn.shape
     nlut = lut.shape[0] - 1
     for j in range(H):
-        c = np.empty(3)
         sky = np.empty(3)
         for i in range(W):
             n = j * W + i
@@ -186,7 +185,7 @@ def shade_camera(rays, t_static, prim, depth_dyn, tri_dyn, s_albedo, s_shading, 
             elif shading == mt.CARPAINT:
                 spec, shine, refl = 0.35, 40.0, 0.08
             elif shading == mt.GLASS:
-                spec, shine, refl = 0.8, 120.0, 0.45
+                spec, shine, refl = 0.8, 120.0, 0.3
             # lighting
             vis = sun_vis[j, i]
             if on_ground:

@@ -134,10 +134,12 @@ def draw_bev(frame: DatasetFrame) -> pygame.Surface:
         c, s = np.cos(yaw), np.sin(yaw)
         corners = np.array([[length, width], [-length, width], [-length, -width], [length, -width]]) / 2.0
         world = np.column_stack([x + c * corners[:, 0] - s * corners[:, 1], y + s * corners[:, 0] + c * corners[:, 1]])
-        pygame.draw.polygon(surf, BOX_RGB.get(ob["class"], (255, 255, 255)), _bev_xy(world[:, 0], world[:, 1]).tolist(), 2)
+        colour = BOX_RGB.get(ob["class"], (255, 255, 255))
+        pygame.draw.polygon(surf, colour, _bev_xy(world[:, 0], world[:, 1]).tolist(), 2)
     ego = np.array([[4.7, 0.95], [-1.0, 0.95], [-1.0, -0.95], [4.7, -0.95]])
     pygame.draw.polygon(surf, (255, 255, 255), _bev_xy(ego[:, 0], ego[:, 1]).tolist(), 2)
-    surf.blit(_font(20).render(f"lidar {len(pts)} points, {BEV_RANGE:.0f} m to the edge", True, (220, 220, 220)), (8, 8))
+    title = f"lidar {len(pts)} points, {BEV_RANGE:.0f} m to the edge"
+    surf.blit(_font(20).render(title, True, (220, 220, 220)), (8, 8))
     return surf
 
 
