@@ -46,6 +46,11 @@ class LatticeConfig:
     comfort_jerk: float = 3.5  # [m/s^3] longitudinal jerk of preferred candidates
     comfort_decel: float = 3.8  # [m/s^2] deceleration of preferred candidates
     speed_margin: float = 0.4  # [m/s] aim this far below the speed limit
+    adjacent_range: float = 80.0  # [m] slower vehicles this far ahead in a neighbouring lane cap the speed
+    adjacent_closing_speed: float = 7.0  # [m/s] at most this much faster than them (they may cut in)
+    gap_behind_stopped: float = 6.0  # [m] bumper gap kept behind a stopped lead: room to pull out around it
+    gap_in_queue: float = 3.0  # [m] behind a lead that is moving
+    max_path_angle: float = 0.35  # [rad] steepest path angle to the reference: lateral motion needs forward motion
     sensing_range: float = 150.0  # [m] agents farther away are ignored
     weights: lk.CostWeights = field(default_factory=lambda: lk.CostWeights(
         jerk_lat=0.08, jerk_lon=0.05, offset_terminal=1.0, offset_integrated=0.5, speed_error=0.6,
@@ -74,6 +79,7 @@ class LatticePlanner:
         self.last_result: lk.LatticeResult | None = None
         self._prev: _Previous | None = None
         self._hint_s: float | None = None
+        self.v_cap = np.inf
 
     # ---- the cycle ------------------------------------------------------------------
 
@@ -146,6 +152,7 @@ class LatticePlanner:
         objects = {o.id: o for o in inp.perception.objects}
         poses, probs, lengths, widths, margins = [], [], [], [], []
         lead, lead_s = None, np.inf
+        self.v_cap = np.inf  # [m/s] from slower vehicles just ahead in the neighbouring lanes
         if len(pred.agent_ids):
             now = np.array([[objects[i].x, objects[i].y] for i in pred.agent_ids])
             s_now, d_now = project_to_route(inp.route, now, hint_s=start.s)
@@ -174,6 +181,9 @@ class LatticePlanner:
             speed_along = obj.vx * np.cos(np.interp(s_now[a], ref.s, ref.heading)) + \
                 obj.vy * np.sin(np.interp(s_now[a], ref.s, ref.heading))
             rear = s_now[a] - 0.5 * obj.length
+            beside = 0.5 * lane_width < abs(dd) < 1.5 * lane_width
+            if beside and 0.0 < ds < cfg.adjacent_range and speed_along > 1.0:
+                self.v_cap = min(self.v_cap, speed_along + cfg.adjacent_closing_speed)
             if ds > 0 and abs(dd) < 0.5 * (lane_width + obj.width) - 0.3 and rear < lead_s:
                 lead_s = rear
                 lead = lk.Lead(s=float(rear), v=float(max(speed_along, 0.0)), d=float(d_now[a]))
@@ -203,7 +213,7 @@ class LatticePlanner:
         if abs(start.d) > 0.3:  # mid manoeuvre: holding the current offset is a candidate too
             offsets.add(round(start.d, 3))
         d_end = np.array(sorted(offsets))
-        v_top = decision.v_desired
+        v_top = min(decision.v_desired, max(self.v_cap, 0.0))
         speeds = np.unique(np.r_[np.linspace(0.0, v_top, cfg.n_speeds), start.s_dot if start.s_dot < v_top else v_top])
         stops = []
         if decision.walls:
@@ -211,15 +221,16 @@ class LatticePlanner:
             # the ego's front stops a metre short of the wall, or as soon as comfortably possible
             s_stop = wall.s - self.params.ego_front - 1.0
             stops = [max(s_stop, start.s + start.s_dot ** 2 / (2.0 * cfg.comfort_decel) + 0.01)]
-        v_desired = 0.0 if decision.walls and stops else decision.v_desired
+        v_desired = 0.0 if decision.walls and stops else v_top
         if decision.walls:
             # far walls still allow driving up to them: only desire a stop when it is near
             gap = stops[0] - start.s
             if gap > 3.0 * max(start.s_dot, 5.0) + 10.0:
-                v_desired = decision.v_desired
+                v_desired = v_top
         return lk.SamplingGrid(d_end=d_end, t_end=np.array(cfg.t_end), v_target=speeds, v_desired=v_desired,
                                s_stop=np.array(stops), follow_gap=np.array(cfg.follow_gaps), lead=lead,
-                               standstill_gap=3.0, dt=DT, n_samples=N_SAMPLES)
+                               standstill_gap=cfg.gap_behind_stopped if lead is not None and lead.v < 0.5 else
+                               cfg.gap_in_queue, dt=DT, n_samples=N_SAMPLES)
 
     def pick(self, result: lk.LatticeResult) -> int:
         """Lowest cost among feasible candidates whose collision probability stays small, weighted by it.
@@ -232,7 +243,12 @@ class LatticePlanner:
         ok = result.feasibility.feasible & (prob <= cfg.max_collision_prob) & np.isfinite(result.costs.total)
         if not np.any(ok):
             return -1
-        lon = result.lattice.lon
+        lat, lon = result.lattice.lat, result.lattice.lon
+        lat_rate = np.abs(lat[:, 1, :])[result.lattice.lat_index]
+        fwd = lon[:, 1, :][result.lattice.lon_index]
+        ok &= np.all(lat_rate <= np.tan(cfg.max_path_angle) * fwd + 0.05, axis=1)
+        if not np.any(ok):
+            return -1
         comfy_profile = ((np.abs(lon[:, 3, :]).max(axis=1) <= cfg.comfort_jerk)
                          & (lon[:, 2, :].min(axis=1) >= -cfg.comfort_decel))
         comfy = ok & comfy_profile[result.lattice.lon_index]

@@ -174,6 +174,7 @@ def test_camera_kernel_matches_numpy_reference():
     tri_id = np.full((H, W), -1, dtype=np.int32)
     own = np.zeros(4, dtype=np.int64)
     start = np.concatenate([[0], np.cumsum(np.bincount(owner))])
+    start.flags.writeable = False  # as the rig's actor table
     kernels.raster_actors(tris, start, np.ones(4, dtype=bool), np.eye(3), np.zeros(3), f, f, W / 2, H / 2, W, H,
                           0.1, 1e6, depth, tri_id, own)
     u, v = np.meshgrid(np.arange(W) + 0.5, np.arange(H) + 0.5)

@@ -34,7 +34,7 @@ BOX_RGB = {"car": (40, 160, 255), "truck": (0, 220, 220), "pedestrian": (255, 60
 LIGHT_RGB = {"green": (40, 230, 90), "yellow": (255, 200, 0), "red": (255, 40, 40)}
 # the lidar view uses the semantic colours, with the dark actor colours brightened
 BEV_PALETTE = PALETTE.copy()
-for _name, _rgb in BOX_RGB.items():
+for _name, _rgb in {**BOX_RGB, "building": (150, 150, 160), "road": (150, 90, 150), "pole": (200, 200, 200)}.items():
     BEV_PALETTE[SEMANTIC_CLASSES.index(_name)] = _rgb
 
 
@@ -115,11 +115,13 @@ def draw_bev(frame: DatasetFrame) -> pygame.Surface:
         order = np.argsort(pts[:, 2], kind="stable")  # draw the highest points last
         pts = pts[order]
         lab = np.asarray(frame.lidar["label"])[order]
-        uv = np.round(_bev_xy(pts[:, 0], pts[:, 1])).astype(int)
-        ok = (uv[:, 0] >= 0) & (uv[:, 0] < BEV_SIZE) & (uv[:, 1] >= 0) & (uv[:, 1] < BEV_SIZE)
+        uv = np.floor(_bev_xy(pts[:, 0], pts[:, 1])).astype(int)
         shade = (0.6 + 0.4 * np.clip(pts[:, 3], 0.0, 1.0) ** 0.5)[:, None]
         rgb = (BEV_PALETTE[lab] * shade).astype(np.uint8)
-        img[uv[ok, 1], uv[ok, 0]] = rgb[ok]
+        for du, dv in ((0, 0), (1, 0), (0, 1), (1, 1)):  # two by two pixels per point
+            u, v = uv[:, 0] + du, uv[:, 1] + dv
+            ok = (u >= 0) & (u < BEV_SIZE) & (v >= 0) & (v < BEV_SIZE)
+            img[v[ok], u[ok]] = rgb[ok]
     surf = _surface(img)
     k = BEV_SIZE / (2.0 * BEV_RANGE)
     for r in range(10, int(BEV_RANGE * 1.5), 10):  # range rings every 10 m
