@@ -40,4 +40,5 @@ class OraclePerception:
                 x=float(cx + noise_p[k, 0]), y=float(cy + noise_p[k, 1]), yaw=float(yaw),
                 vx=float(v * np.cos(yaw) + noise_v[k, 0]), vy=float(v * np.sin(yaw) + noise_v[k, 1]),
                 length=float(length[i]), width=float(width[i]), covariance=cov))
-        return PerceptionOutput(t=ego.t, objects=tuple(objects), light_states=world.light_states())
+        return PerceptionOutput(t=ego.t, objects=tuple(objects), light_states=world.light_states(),
+                                range=self.max_range)

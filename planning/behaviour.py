@@ -1,7 +1,7 @@
 """The behaviour layer: what the lattice planner should aim for this cycle.
 
 Rules in priority order (as in CARLA's behaviour agent): red lights and stop
-lines first, then vulnerable road users on crosswalks, then yielding to
+lines first, then pedestrians on crosswalks or walking into the lane, then yielding to
 oncoming traffic before a left turn, then the road's speed and the lead
 vehicle; lane changes to overtake, to pass a blocked lane or to merge come from
 the lattice's costs over the lateral offsets allowed here. Every hard "do not
@@ -22,6 +22,8 @@ COMFORT_LAT_ACCEL = 2.5  # [m/s^2] curve speed from the road's curvature
 CROSSWALK_REACH = 2.5  # [m] a pedestrian this close to a crosswalk on the route is about to use it
 LEFT_TURN_GAP = 6.0  # [s] oncoming traffic closer than this in time makes the ego wait before turning left
 WALL_LENGTH = 1.0  # [m] virtual wall depth along the route
+PEDESTRIAN_LOOKAHEAD = 4.0  # [s] a pedestrian's straight walk this far ahead is checked against the ego lane
+PEDESTRIAN_CLEARANCE = 1.0  # [m] beyond the lane edge that still counts as in the way
 PASSABLE_MARKINGS = ("dashed_white", "dashed_yellow")
 
 
@@ -141,6 +143,36 @@ def _near_polygon(poly: np.ndarray, p: np.ndarray, v: np.ndarray) -> bool:
     return float(np.dot(v, nearest - p)) >= -0.1
 
 
+def pedestrian_walls(inp: PlannerInput, ego_s: float, front: float) -> list[Wall]:
+    """A wall before the point where a pedestrian, walking on as now, comes into the ego's lane.
+
+    Pedestrians stepping out between parked cars are yielded to like those on a crosswalk.
+    """
+    from planning.route import project_to_route
+
+    route = inp.route
+    walls = []
+    tau = np.arange(0.0, PEDESTRIAN_LOOKAHEAD + 1e-9, 0.5)
+    for obj in inp.perception.objects:
+        if obj.cls != PEDESTRIAN:
+            continue
+        path = np.column_stack([obj.x + obj.vx * tau, obj.y + obj.vy * tau])
+        s, d = project_to_route(route, path, hint_s=ego_s)
+        s, d = np.atleast_1d(s), np.atleast_1d(d)
+        k = _route_index(route, float(s[0]))
+        inside = np.abs(d) < 0.5 * float(route.width[k]) + PEDESTRIAN_CLEARANCE
+        ahead = s > ego_s + front - 1.0
+        hits = np.flatnonzero(inside & ahead & (s < ego_s + 80.0))
+        if len(hits):
+            wall = float(s[hits].min()) - 1.5
+            gap = wall - (ego_s + front)
+            # a wall the car cannot stop for would only block every plan: then the pedestrian's own
+            # predicted path in the collision check decides (brake or steer around)
+            if gap > 0.0 and inp.ego.v ** 2 / (2.0 * gap) <= MAX_STOP_DECEL:
+                walls.append(Wall(wall, "yield_pedestrian"))
+    return walls
+
+
 def left_turn_walls(inp: PlannerInput, ego_s: float, front: float) -> list[Wall]:
     """Before a left-turn connector, wait at its start while oncoming traffic is close in time."""
     route, road = inp.route, inp.road
@@ -188,6 +220,7 @@ def decide(inp: PlannerInput, ego_s: float, front: float, ego_half_width: float,
     walls = []
     walls += light_walls(inp, ego_s, front)
     walls += crosswalk_walls(inp, ego_s, front)
+    walls += pedestrian_walls(inp, ego_s, front)
     walls += left_turn_walls(inp, ego_s, front)
     goal_gap = route.goal_s - ego_s
     d_min, d_max = lateral_bounds(route, inp.road, ego_half_width, allow_opposite)

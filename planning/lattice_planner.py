@@ -48,9 +48,18 @@ class LatticeConfig:
     speed_margin: float = 0.4  # [m/s] aim this far below the speed limit
     adjacent_range: float = 80.0  # [m] slower vehicles this far ahead in a neighbouring lane cap the speed
     adjacent_closing_speed: float = 7.0  # [m/s] at most this much faster than them (they may cut in)
+    occlusion_range: float = 40.0  # [m] standing vehicles beside the lane this far ahead ...
+    occlusion_speed: float = 7.0  # [m/s] ... cap the speed: someone may step out from behind them
+    cap_decel: float = 2.0  # [m/s^2] how fast a speed cap must be met
     gap_behind_stopped: float = 6.0  # [m] bumper gap kept behind a stopped lead: room to pull out around it
+    oncoming_lane_weight: float = 40.0  # cost per metre of mean intrusion into an oncoming lane
+    pass_speed: float = 6.0  # [m/s] overtaking speed above the passed vehicle's (within the limit)
+    pass_length: float = 16.0  # [m] the passed vehicle plus the gap before the car is back in its lane
+    pass_margin: float = 2.0  # [s] spare time an oncoming vehicle must leave
+    nudge_intrusion: float = 0.4  # [m] into the oncoming lane allowed when a pass is not clear
+    pass_intrusion_unseen: float = 1.3  # [m] allowed when clear of the oncoming traffic seen but not of the unseen
     gap_in_queue: float = 3.0  # [m] behind a lead that is moving
-    max_path_angle: float = 0.35  # [rad] steepest path angle to the reference: lateral motion needs forward motion
+    max_path_angle: float = 0.5  # [rad] steepest path angle to the reference: lateral motion needs forward motion
     sensing_range: float = 150.0  # [m] agents farther away are ignored
     weights: lk.CostWeights = field(default_factory=lambda: lk.CostWeights(
         jerk_lat=0.08, jerk_lon=0.05, offset_terminal=1.0, offset_integrated=0.5, speed_error=0.6,
@@ -80,6 +89,7 @@ class LatticePlanner:
         self._prev: _Previous | None = None
         self._hint_s: float | None = None
         self.v_cap = np.inf
+        self.oncoming: list[tuple[float, float]] = []
 
     # ---- the cycle ------------------------------------------------------------------
 
@@ -94,7 +104,9 @@ class LatticePlanner:
         agents, lead = self.agents(inp, reference, start, decision, lane_width)
         grid = self.sampling_grid(start, decision, lead, lane_width)
         result = lk.plan_lattice(reference, start, grid, agents, cfg.weights, self._previous_xy(ego.t), self.params)
-        index = self.pick(result)
+        oncoming_left = self._oncoming_side(inp, float(ego_s))
+        allowance = self.pass_allowance(inp, start, lead, lane_width) if oncoming_left else np.inf
+        index = self.pick(result, oncoming_left, lane_width, lead, allowance, self.v_cap)
         self.last_result = result
         if index < 0:
             self.behaviour = "minimal_risk_stop"
@@ -153,6 +165,7 @@ class LatticePlanner:
         poses, probs, lengths, widths, margins = [], [], [], [], []
         lead, lead_s = None, np.inf
         self.v_cap = np.inf  # [m/s] from slower vehicles just ahead in the neighbouring lanes
+        self.oncoming = []  # (s [m], speed toward the ego [m/s]) of vehicles in the lane on the left, coming at us
         if len(pred.agent_ids):
             now = np.array([[objects[i].x, objects[i].y] for i in pred.agent_ids])
             s_now, d_now = project_to_route(inp.route, now, hint_s=start.s)
@@ -181,9 +194,14 @@ class LatticePlanner:
             speed_along = obj.vx * np.cos(np.interp(s_now[a], ref.s, ref.heading)) + \
                 obj.vy * np.sin(np.interp(s_now[a], ref.s, ref.heading))
             rear = s_now[a] - 0.5 * obj.length
+            if 0.5 * lane_width < d_now[a] < 1.6 * lane_width and speed_along < -0.5 and ds > -10.0:
+                self.oncoming.append((float(s_now[a]), float(-speed_along)))
             beside = 0.5 * lane_width < abs(dd) < 1.5 * lane_width
             if beside and 0.0 < ds < cfg.adjacent_range and speed_along > 1.0:
                 self.v_cap = min(self.v_cap, speed_along + cfg.adjacent_closing_speed)
+            # parked vehicles at the roadside hide whoever may step out from behind them
+            if beside and -obj.length < ds < cfg.occlusion_range and obj.speed < 0.5 and obj.cls not in VULNERABLE:
+                self.v_cap = min(self.v_cap, cfg.occlusion_speed)
             if ds > 0 and abs(dd) < 0.5 * (lane_width + obj.width) - 0.3 and rear < lead_s:
                 lead_s = rear
                 lead = lk.Lead(s=float(rear), v=float(max(speed_along, 0.0)), d=float(d_now[a]))
@@ -218,9 +236,9 @@ class LatticePlanner:
         stops = []
         if decision.walls:
             wall = min(decision.walls, key=lambda w: w.s)
-            # the ego's front stops a metre short of the wall, or as soon as comfortably possible
+            # the ego's front stops a metre short of the wall, or as soon as braking hard allows
             s_stop = wall.s - self.params.ego_front - 1.0
-            stops = [max(s_stop, start.s + start.s_dot ** 2 / (2.0 * cfg.comfort_decel) + 0.01)]
+            stops = [max(s_stop, start.s + start.s_dot ** 2 / (2.0 * 0.9 * -cfg.a_min) + 0.01)]
         v_desired = 0.0 if decision.walls and stops else v_top
         if decision.walls:
             # far walls still allow driving up to them: only desire a stop when it is near
@@ -232,11 +250,45 @@ class LatticePlanner:
                                standstill_gap=cfg.gap_behind_stopped if lead is not None and lead.v < 0.5 else
                                cfg.gap_in_queue, dt=DT, n_samples=N_SAMPLES)
 
-    def pick(self, result: lk.LatticeResult) -> int:
+    def pass_allowance(self, inp: PlannerInput, start: lk.FrenetState, lead: lk.Lead | None,
+                       lane_width: float) -> float:
+        """Gap acceptance for passing through the oncoming lane: how far into it the car may go [m].
+
+        Already out there, the car must finish (or return). Otherwise the pass must be done, with
+        pass_margin to spare, before any oncoming vehicle reaches the point where the car is back
+        in its lane, pass_length past the lead's rear. What perception cannot see counts too: a
+        vehicle may be coming at the speed limit from just beyond its range. Clear of both: the
+        whole lane; clear of what is seen only: a partial pass (pass_intrusion_unseen, enough
+        to give a cyclist room); neither: a nudge.
+        """
+        cfg = self.config
+        if start.d > 0.5 * lane_width - 0.5 * self.params.ego_width:
+            return np.inf
+        k = min(int(np.searchsorted(inp.route.s, start.s)), len(inp.route.s) - 1)
+        limit = float(inp.route.speed_limit[k])
+        v_lead = lead.v if lead is not None else 0.0
+        to_clear = ((lead.s if lead is not None else start.s + 30.0) - start.s) + cfg.pass_length
+        v_pass = max(start.s_dot, min(limit, v_lead + cfg.pass_speed))  # overtaking speed
+        t_pass = to_clear / max(v_pass - v_lead, 1.0)  # [s] until the car is back in its lane
+        pass_end = start.s + v_pass * t_pass  # [m] where that happens
+        t_pass += cfg.pass_margin
+        oncoming = list(self.oncoming)  # what is seen, and a vehicle just beyond the range at the limit
+        if np.isfinite(inp.perception.range):
+            oncoming.append((start.s + inp.perception.range, limit))
+        seen = all(s_obj - v_obj * t_pass > pass_end for s_obj, v_obj in self.oncoming)
+        unseen = all(s_obj - v_obj * t_pass > pass_end for s_obj, v_obj in oncoming)
+        return self.config.pass_intrusion_unseen if seen and not unseen else (np.inf if seen else cfg.nudge_intrusion)
+
+    def pick(self, result: lk.LatticeResult, oncoming_left: bool = False, lane_width: float = 3.5,
+             lead: lk.Lead | None = None, allowance: float = np.inf, v_cap: float = np.inf) -> int:
         """Lowest cost among feasible candidates whose collision probability stays small, weighted by it.
 
         Candidates within the comfort bounds (longitudinal jerk and acceleration) are preferred;
-        the others are used only when no comfortable one is safe.
+        the others are used only when no comfortable one is safe. Time spent in an oncoming lane
+        (to pass a blocked lane) costs extra, so the car goes there late and comes back soon. Behind
+        a standing lead, plans that end in its lane closer than gap_behind_stopped are dropped while
+        others remain (creeping up slowly counts too): the car keeps room to pull out around it.
+        A speed cap from the surroundings (parked cars, slower neighbours) is met at cap_decel.
         """
         cfg = self.config
         prob = np.nan_to_num(result.collisions.prob, nan=1.0)
@@ -249,13 +301,39 @@ class LatticePlanner:
         ok &= np.all(lat_rate <= np.tan(cfg.max_path_angle) * fwd + 0.05, axis=1)
         if not np.any(ok):
             return -1
+        if np.isfinite(v_cap):
+            v = lon[:, 1, :][result.lattice.lon_index]
+            t = DT * np.arange(v.shape[1])
+            over = np.any(v > np.maximum(v_cap, v[:, :1] - cfg.cap_decel * t) + 0.3, axis=1)
+            if np.any(ok & ~over):
+                ok &= ~over
+        if lead is not None and lead.v < 0.5:
+            end_s = lon[:, 0, -1][result.lattice.lon_index] + self.params.ego_front
+            in_lane = np.abs(result.lattice.d_end - lead.d) < 0.5 * lane_width
+            too_close = in_lane & (end_s > lead.s - cfg.gap_behind_stopped + 0.5)
+            if np.any(ok & ~too_close):
+                ok &= ~too_close
         comfy_profile = ((np.abs(lon[:, 3, :]).max(axis=1) <= cfg.comfort_jerk)
                          & (lon[:, 2, :].min(axis=1) >= -cfg.comfort_decel))
         comfy = ok & comfy_profile[result.lattice.lon_index]
         if np.any(comfy):
             ok = comfy
-        total = np.where(ok, result.costs.total + cfg.collision_weight * prob, np.inf)
-        return int(np.argmin(total))
+        total = result.costs.total + cfg.collision_weight * prob
+        if oncoming_left:
+            d = lat[:, 0, :][result.lattice.lat_index]
+            intrusion = np.clip(d - (0.5 * lane_width - 0.5 * self.params.ego_width), 0.0, None)
+            total = total + cfg.oncoming_lane_weight * intrusion.mean(axis=1)
+            deepest = intrusion.max(axis=1)
+            if np.isfinite(allowance) and np.any(ok & (deepest <= allowance)):
+                ok &= deepest <= allowance
+        return int(np.argmin(np.where(ok, total, np.inf)))
+
+    @staticmethod
+    def _oncoming_side(inp: PlannerInput, ego_s: float) -> bool:
+        """Whether the lane left of the ego's route lane carries oncoming traffic."""
+        route = inp.route
+        lane = inp.road.lanes[int(route.lane_of_point[min(int(np.searchsorted(route.s, ego_s)), len(route.s) - 1)])]
+        return lane.left < 0 and lane.left_opposite >= 0
 
     def minimal_risk_stop(self, inp: PlannerInput, ref: lk.ReferenceLine, start: lk.FrenetState) -> Trajectory:
         """Brake to a stop along the reference line, holding the current lateral offset.
@@ -266,7 +344,7 @@ class LatticePlanner:
         ego, cfg = inp.ego, self.config
         t = DT * np.arange(N_SAMPLES)
         v0 = max(ego.v, 0.0)
-        decel = min(cfg.mrm_decel, max(v0 / 1.5, 0.5))
+        decel = cfg.mrm_decel if v0 > 2.0 else max(v0 / 1.5, 0.5)  # gentler only when nearly stopped
         a = np.empty(N_SAMPLES)
         v = np.empty(N_SAMPLES)
         s = np.empty(N_SAMPLES)

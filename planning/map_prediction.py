@@ -14,7 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim.types import CYCLIST, PEDESTRIAN, PerceptionOutput, Prediction
+from sim.types import CYCLIST, PEDESTRIAN, STATIC, PerceptionOutput, Prediction
+
+STANDING_SPEED = 0.5  # [m/s] below this a vehicle is predicted to stay in its lane
 
 MODES = ("keep", "left", "right", "stop")
 
@@ -120,12 +122,14 @@ class MapAwarePredictor:
         chain_xy, chain_s = self._chain(lane_id)
         lane_heading = float(np.interp(s0, lane.s, lane.heading))
         v_lat = v * np.sin(heading - lane_heading)
-        settle = d0 * (1.0 - _smooth(tau / cfg.settle_time))
+        # vehicles drift back to the lane centre; cyclists keep to their side of the lane
+        settle = np.full_like(tau, d0) if obj.cls == CYCLIST else d0 * (1.0 - _smooth(tau / cfg.settle_time))
         xy[0], yaw[0] = self._along(chain_xy, chain_s, s0 + v * tau, settle)
         xy[3], yaw[3] = self._along(chain_xy, chain_s, s0 + self._stop_distance(v, tau), settle)
         prob[0], prob[3] = cfg.keep, cfg.stop
         for k, neighbour, sign in ((1, lane.left, 1.0), (2, lane.right, -1.0)):
-            if neighbour < 0:
+            # standing and parked vehicles stay in their lane; moving traffic does not turn into parking lanes
+            if neighbour < 0 or v < STANDING_SPEED or obj.cls == STATIC or self.road.lanes[neighbour].kind == "parking":
                 xy[k], yaw[k] = xy[0], yaw[0]
                 continue
             n_xy, n_s = self._chain(neighbour)

@@ -710,8 +710,8 @@ def sim_ticks_per_second(vehicles: int = 50, ticks: int = 2000) -> float:
     return ticks / (time.perf_counter() - start)
 
 
-def closed_loop_realtime_factor(case: ScenarioCase) -> dict:
-    """Simulated seconds per wall second of one closed-loop run with oracle perception and IDM planning."""
+def closed_loop_realtime_factor(case: ScenarioCase, planner: str = "lattice") -> dict:
+    """Simulated seconds per wall second of one closed-loop run with oracle perception."""
     import numpy as np
 
     from scenarios.runs import ego_route, make_stack
@@ -721,7 +721,7 @@ def closed_loop_realtime_factor(case: ScenarioCase) -> dict:
     def loop(duration: float | None):
         world = World(case.scenario, case.scenario.seed)
         route = ego_route(world)
-        stack = make_stack(world, "idm", "oracle")
+        stack = make_stack(world, planner, "oracle")
         start = time.perf_counter()
         log = run_closed_loop(world, stack, route, duration=duration)
         return log, time.perf_counter() - start
@@ -729,8 +729,10 @@ def closed_loop_realtime_factor(case: ScenarioCase) -> dict:
     loop(1.0)  # compile or load the JIT caches
     log, wall = loop(None)
     sim_s = float(log.t[-1])
-    return {"scenario": case.name, "sim_s": sim_s, "wall_s": wall, "factor": sim_s / wall,
-            "cycle_ms": float(np.median(np.nansum(log.timings, axis=1)) * 1e3)}
+    return {"scenario": case.name, "sim_s": sim_s, "wall_s": wall, "factor": sim_s / wall, "planner": planner,
+            "cycle_ms": float(np.median(np.nansum(log.timings, axis=1)) * 1e3),
+            "planner_ms": float(np.median(log.timings[:, 2]) * 1e3),
+            "prediction_ms": float(np.median(log.timings[:, 1]) * 1e3)}
 
 
 def cmd_bench_perf(args) -> int:
@@ -748,8 +750,10 @@ def cmd_bench_perf(args) -> int:
          f"physics only, {args.vehicles} IDM+MOBIL vehicles + ego, 4-lane highway, dt 0.05 s, one core"),
         ("closed-loop real-time factor", f"{rtf['factor']:.1f}x",
          f"{rtf['scenario']}: {rtf['sim_s']:.1f} simulated s in {rtf['wall_s']:.2f} wall s, oracle perception, "
-         f"idm planner"),
+         f"{rtf['planner']} planner"),
         ("stack cycle, median", f"{rtf['cycle_ms']:.2f} ms", "perception + prediction + planning + control"),
+        ("planner, median", f"{rtf['planner_ms']:.2f} ms", f"{rtf['planner']}, in the closed loop"),
+        ("prediction, median", f"{rtf['prediction_ms']:.2f} ms", "map-aware multi-modal"),
         ("camera render fps", "not available yet", ""),
         ("lidar scans/s", "not available yet", ""),
         ("learned perception latency", "not available yet", ""),

@@ -114,6 +114,7 @@ class PerceptionOutput:
     light_states: dict = field(default_factory=dict)  # light name -> "green" | "yellow" | "red"
     attention: np.ndarray | None = None  # (h, w) map summing to 1, or None
     latency: float = 0.0  # [s]
+    range: float = float("inf")  # [m] objects beyond this distance are not reported
 
 
 @dataclass(frozen=True)

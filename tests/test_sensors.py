@@ -207,6 +207,7 @@ def test_lidar_kernel_matches_numpy_reference():
 
 
 def test_render_is_deterministic_and_matches_the_single_sensor_paths():
+    """render() with two threads (helper process, drawing thread) gives what the one-sensor paths give."""
     actors = [static("car", "car", 62.0), static("van", "van", 70.0, "lane_1")]
     world = straight_world(actors, seed=3)
     cfg = SensorConfig(lidar=QUIET_LIDAR, threads=2)
@@ -216,6 +217,7 @@ def test_render_is_deterministic_and_matches_the_single_sensor_paths():
     np.testing.assert_array_equal(cam.image, b.render_camera(b.snapshot(world)).image)
     np.testing.assert_array_equal(cam.labels.instance, a.render_camera(snap).labels.instance)
     np.testing.assert_array_equal(sweep.points, a.render_lidar(snap).points)
+    a.close()
     car = sweep.points[sweep.instance == 1]
     assert len(car) > 20  # the car's returns lie inside its box
     assert np.all(np.abs(car[:, 0] - (62.0 - REAR_AXLE_X)) <= 2.3 + 0.01) and np.all(np.abs(car[:, 1]) <= 0.96)

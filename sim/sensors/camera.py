@@ -1,7 +1,9 @@
 """The pinhole camera: calibration, rays, and one rendered frame with its labels.
 
-`render_camera` reads like the pipeline: rays for this pose -> static hits
-(Open3D) -> actor hits (Numba) -> actor shadows -> shading -> labels.
+`render_camera` reads like the pipeline: `prepare` (pose, rays, actor culling,
+lane lines) -> static hits (Open3D) -> `draw` (actor hits, shadows, thin
+paint, shading; Numba only, so it can run beside other work) -> `finish`
+(object and traffic-light labels, the frame).
 """
 from __future__ import annotations
 
@@ -100,21 +102,29 @@ class CameraPass:
 
 @dataclass(frozen=True, eq=False)
 class CameraImage:
-    """The drawn buffers of one frame (see `draw`)."""
+    """The buffers of one frame: the actor pass fills the first group (`draw_actors`),
+    shading the second (`shade`)."""
 
+    depth_dyn: np.ndarray  # (H, W) float32 [m] nearest actor hit, inf for none
+    tri_dyn: np.ndarray  # (H, W) int32 actor triangle hit, -1 for none
+    own_px: np.ndarray  # (A,) pixels each actor covers drawn alone
+    sun_vis: np.ndarray  # (H, W) direct sunlight left by the actors' shadows
+    ambient: np.ndarray  # (H, W) ambient light left by the contact shadows
+    paint_cov: np.ndarray  # (H, W) float32 coverage of thin paint
+    paint_colour: np.ndarray  # (H, W) int8 its colour
     image: np.ndarray  # (H, W, 3) uint8
     semantic: np.ndarray  # (H, W) uint8
     instance: np.ndarray  # (H, W) int32
     depth: np.ndarray  # (H, W) float32 [m]
-    own_px: np.ndarray  # (A,) pixels each actor covers drawn alone
 
 
 def prepare(rig, snap, model: CameraModel, rays: np.ndarray | None = None) -> CameraPass:
-    """Pose the camera, cull the actors, and find the lane lines in view."""
+    """Pose the camera, cull the actors, and find the lane lines in view. `rays`: the
+    camera's world rays when the caller made them already (camera_rays)."""
     cfg = model.config
     W, H = cfg.width, cfg.height
     pin = model.pinhole(snap.R_we, snap.p_we)
-    rays = camera_rays(model, pin, rays)
+    rays = camera_rays(model, pin) if rays is None else rays
     rect, front, shadow_rects = _actor_rects(pin, snap.boxes, rig.actors.extents, rig.lighting.sun_dir)
     near = snap.active & (np.hypot(snap.boxes[:, 0] - snap.p_we[0], snap.boxes[:, 1] - snap.p_we[1]) < ACTOR_RANGE)
     use = near & front & (rect[:, 2] > 0) & (rect[:, 0] < W) & (rect[:, 3] > 0) & (rect[:, 1] < H)
@@ -124,37 +134,46 @@ def prepare(rig, snap, model: CameraModel, rays: np.ndarray | None = None) -> Ca
     return CameraPass(pin, rays, rect, front, near, use, shadow_rects, lanes, segs)
 
 
-def draw(rig, snap, model: CameraModel, cp: CameraPass, hits: tuple[np.ndarray, np.ndarray],
-         exposure: float) -> CameraImage:
-    """Actor hits, shadows, thin paint and shading: Numba kernels only (no GIL held)."""
+def draw_actors(rig, snap, model: CameraModel, cp: CameraPass, hits: tuple[np.ndarray, np.ndarray]) -> CameraImage:
+    """Actor hits, actor shadows and thin paint (Numba kernels, no GIL held)."""
     cfg = model.config
     W, H = cfg.width, cfg.height
     pin, rays = cp.pin, cp.rays
     t_static, prim = hits
     actors, light = rig.actors, rig.lighting
-    depth_dyn = np.full((H, W), np.inf, dtype=np.float32)
-    tri_dyn = np.full((H, W), -1, dtype=np.int32)
-    own_px = np.zeros(len(snap.boxes), dtype=np.int64)
+    img = CameraImage(np.full((H, W), np.inf, dtype=np.float32), np.full((H, W), -1, dtype=np.int32),
+                      np.zeros(len(snap.boxes), dtype=np.int64), np.ones((H, W)), np.ones((H, W)),
+                      np.zeros((H, W), dtype=np.float32), np.zeros((H, W), dtype=np.int8),
+                      np.empty((H, W, 3), dtype=np.uint8), np.empty((H, W), dtype=np.uint8),
+                      np.empty((H, W), dtype=np.int32), np.empty((H, W), dtype=np.float32))
     if cp.use.any():
         kernels.raster_actors(snap.tris, actors.tri_start, cp.use, pin.R_wc.T.copy(), pin.o, pin.fx, pin.fy,
-                              pin.cx, pin.cy, W, H, cfg.near, 1e6, depth_dyn, tri_dyn, own_px)
-    sun_vis = np.ones((H, W))
-    ambient = np.ones((H, W))
-    kernels.actor_shadows(rays, t_static, prim, depth_dyn, rig.ground, snap.boxes, actors.extents, cp.near,
-                          light.sun_dir, light.shadow, W, cp.shadow_rects, sun_vis, ambient)
-    cov = np.zeros((H, W), dtype=np.float32)
-    colour = np.zeros((H, W), dtype=np.int8)
+                              pin.cx, pin.cy, W, H, cfg.near, 1e6, img.depth_dyn, img.tri_dyn, img.own_px)
+    kernels.actor_shadows(rays, t_static, prim, img.depth_dyn, rig.ground, snap.boxes, actors.extents, cp.near,
+                          light.sun_dir, light.shadow, W, cp.shadow_rects, img.sun_vis, img.ambient)
     if len(cp.paint_segments):
-        kernels.paint_coverage(cp.paint_segments, pin.fx, 3.0, cov, colour)
-    out = CameraImage(np.empty((H, W, 3), dtype=np.uint8), np.empty((H, W), dtype=np.uint8),
-                      np.empty((H, W), dtype=np.int32), np.empty((H, W), dtype=np.float32), own_px)
-    s, d = rig.static_attrs, actors.mesh
-    shade_camera(rays, t_static, prim, depth_dyn, tri_dyn, s.albedo, s.shading, s.semantic, s.owner, s.lamp,
-                 rig.static_normals, rig.ground, d.albedo, d.shading, d.semantic, d.instance, snap.normals,
-                 rig.head_light, snap.light_codes, sun_vis, ambient, rig.shadow_map.occlusion,
-                 rig.shadow_map.params(), cov, colour, rig.paint_albedo, lighting_params(light, exposure), SRGB_LUT,
-                 LAMP_RGB, out.image, out.semantic, out.instance, out.depth)
-    return out
+        kernels.paint_coverage(cp.paint_segments, pin.fx, 3.0, img.paint_cov, img.paint_colour)
+    return img
+
+
+def shade(rig, snap, cp: CameraPass, hits: tuple[np.ndarray, np.ndarray], img: CameraImage, exposure: float,
+          rows: tuple[int, int]) -> None:
+    """Shade image rows rows[0] to rows[1] - 1 and fill their labels (Numba, no GIL held)."""
+    s, d = rig.static_attrs, rig.actors.mesh
+    shade_camera(cp.rays, hits[0], hits[1], img.depth_dyn, img.tri_dyn, s.albedo, s.shading, s.semantic, s.owner,
+                 s.lamp, rig.static_normals, rig.ground, d.albedo, d.shading, d.semantic, d.instance, snap.normals,
+                 rig.head_light, snap.light_codes, img.sun_vis, img.ambient, rig.shadow_map.occlusion,
+                 rig.shadow_map.params(), img.paint_cov, img.paint_colour, rig.paint_albedo,
+                 lighting_params(rig.lighting, exposure), SRGB_LUT, LAMP_RGB, img.image, img.semantic, img.instance,
+                 img.depth, rows[0], rows[1])
+
+
+def draw(rig, snap, model: CameraModel, cp: CameraPass, hits: tuple[np.ndarray, np.ndarray],
+         exposure: float) -> CameraImage:
+    """The whole picture: `draw_actors`, then `shade` every row."""
+    img = draw_actors(rig, snap, model, cp, hits)
+    shade(rig, snap, cp, hits, img, exposure, (0, model.config.height))
+    return img
 
 
 def finish(rig, snap, model: CameraModel, cp: CameraPass, img: CameraImage, with_labels: bool) -> CameraFrame:

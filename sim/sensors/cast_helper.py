@@ -48,15 +48,18 @@ class CastHelper:
         self.rays = np.asarray(mm(Path(self.folder) / "rays.npy", "w+", np.float32, (max_rays, 6)))
         self.t = np.asarray(mm(Path(self.folder) / "t.npy", "w+", np.float32, (max_rays,)))
         self.prim = np.asarray(mm(Path(self.folder) / "prim.npy", "w+", np.uint32, (max_rays,)))
-        self._proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), self.folder], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._log = Path(self.folder) / "stderr.txt"
+        with open(self._log, "wb") as log:
+            self._proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), self.folder],
+                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log)
         self._finalizer = weakref.finalize(self, _shutdown, self._proc, self.folder)
         self._ready = False
 
     def _reply(self, expected: bytes) -> None:
         line = self._proc.stdout.readline()
         if line.strip() != expected:
-            err = self._proc.stderr.read().decode(errors="replace") if self._proc.poll() is not None else ""
+            self._proc.wait(timeout=5)
+            err = self._log.read_text(errors="replace") if self._log.is_file() else ""
             raise RuntimeError(f"ray-casting helper process failed (got {line!r}): {err.strip()[-2000:]}")
 
     def start(self, start: int, count: int) -> None:

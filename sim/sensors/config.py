@@ -123,7 +123,7 @@ class SensorConfig:
     lidar: LidarConfig | None = field(default_factory=LidarConfig)
     lighting: str = "day"  # one of LIGHTING_NAMES
     sun_azimuth_deg: float = 35.0  # [deg] world frame, counter-clockwise from east
-    threads: int = 0  # ray-casting and kernel threads; 0 = all cores
+    threads: int = 1  # 1: all work on the calling thread; 2 or more: a helper process and a drawing thread; 0: cores
 
     def __post_init__(self):
         _check("SensorConfig", "lighting", self.lighting in LIGHTING_NAMES, f"one of {LIGHTING_NAMES}", self.lighting)

@@ -95,10 +95,11 @@ def _sensor_config(rng: np.random.Generator) -> SensorConfig:
     lighting = str(rng.choice(["day", "day", "dusk", "overcast"]))
     camera = CameraConfig(pixel_noise=float(rng.uniform(0.0, 3.0)), exposure=float(rng.uniform(0.8, 1.25)))
     return SensorConfig(camera=camera, lidar=LidarConfig(), lighting=lighting,
-                        sun_azimuth_deg=float(rng.uniform(0.0, 360.0)), threads=0)
+                        sun_azimuth_deg=float(rng.uniform(0.0, 360.0)), threads=1)
 
 
-def _camera_json(frame: CameraFrame) -> dict:
+def camera_json(frame: CameraFrame) -> dict:
+    """A frame's calibration and labels as the JSON record of meta.json."""
     lab = frame.labels
     o = lab.objects
     return {
@@ -170,8 +171,10 @@ def generate_shard(case, shard: int, cfg: GenerateConfig, frames: int, folder: P
         sweeps.append(lidar)
         x, y, yaw, v = (float(a) for a in log.ego[k, :4])
         records.append({"index": i, "step": int(k), "t": round(float(log.t[k]), 4), "image": f"cam_{i:03d}.png",
-                        "ego": {"x": x, "y": y, "yaw": yaw, "v": v}, "camera": _camera_json(cam)})
+                        "ego": {"x": x, "y": y, "yaw": yaw, "v": v}, "camera": camera_json(cam)})
     rig.close()
+    if not records:
+        return 0
     folder.mkdir(parents=True, exist_ok=True)
     meta = {"format": FORMAT, "shard": shard, "scenario": scenario.name, "file": case.path, "seed": seed,
             "split": split_of(seed), "lighting": sensors.lighting, "sun_azimuth_deg": sensors.sun_azimuth_deg,

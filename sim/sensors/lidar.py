@@ -19,8 +19,6 @@ from sim.sensors.frames import LidarFrame
 from sim.sensors.shading import lidar_returns
 from sim.types import frozen_array
 
-_QUIET = np.random.default_rng(0)  # stands in for a generator when noise is off; never drawn from
-
 
 @dataclass(frozen=True, eq=False)
 class LidarModel:
@@ -83,10 +81,10 @@ def render_lidar(rig, snap, model: LidarModel, rng: np.random.Generator | None =
     instance = np.empty(n, dtype=np.int32)
     ray_index = np.empty(n, dtype=np.int64)
     s, d = rig.static_attrs, actors.mesh
-    noisy = rng is not None
+    noisy = rng is not None  # without noise the kernel gets a generator it never draws from
     m = lidar_returns(rays, t_static, prim, rng_dyn.ravel(), tri_dyn.ravel(), model.dirs_ego, T[:3, 3].copy(),
                       rig.static_normals, s.reflectivity, s.semantic, snap.normals, d.reflectivity, d.semantic,
-                      d.instance, cfg.min_range, cfg.max_range, rng if noisy else _QUIET,
+                      d.instance, cfg.min_range, cfg.max_range, rng if noisy else np.random.default_rng(0),
                       cfg.range_noise if noisy else 0.0, cfg.dropout if noisy else 0.0,
                       cfg.intensity_noise if noisy else 0.0, points, label, instance, ray_index)
     idx = ray_index[:m]

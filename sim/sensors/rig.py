@@ -6,7 +6,8 @@ mesh. Per frame, `snapshot(world)` poses the actor meshes once for all
 sensors; `render_camera` / `render_lidar` cast the static scene with Open3D
 and the actors with the Numba kernels of sim.sensors.kernels, then keep the
 nearer hit per ray (see docs/sensors.md for why the actors are not a second
-Open3D scene). `capture` adds the camera's effects and faults.
+Open3D scene). `render` does both sensors, on two cores with threads >= 2;
+`capture` adds the camera's effects and faults.
 
 Randomness: the look of the scene (style, colours, props) and the sensor noise
 come from np.random.SeedSequence(world.seed, spawn_key=(SENSOR_STREAM,)),
@@ -15,6 +16,8 @@ children 0 (scene), 1 (actors) and 2 (noise); the world itself uses children
 """
 from __future__ import annotations
 
+import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -24,6 +27,7 @@ import open3d as o3d
 from sim.sensors import camera, kernels
 from sim.sensors import materials as mt
 from sim.sensors.actor_meshes import ActorMeshes, build_actor_meshes
+from sim.sensors.cast_helper import CastHelper
 from sim.sensors.camera import CameraModel, render_camera
 from sim.sensors.config import SensorConfig
 from sim.sensors.faults import FaultState, apply_camera_faults, exposure_gain
@@ -62,8 +66,11 @@ class Snapshot:
 class SensorRig:
     def __init__(self, world, config: SensorConfig | None = None, style: SceneStyle | None = None):
         self.config = config or SensorConfig()
-        self.threads = self.config.threads  # ray-casting and kernel threads, 0 = all cores
+        self.threads = self.config.threads  # see SensorConfig.threads
         self._pool: ThreadPoolExecutor | None = None  # draws the camera beside the lidar (render)
+        self._cast_helper: CastHelper | None = None  # casts part of the rays in a second process (render)
+        self._helper_share = 0.6  # share of the rays the helper casts, balanced frame by frame
+        self._row_share = 0.6  # share of the image rows the worker shades, balanced frame by frame
         seeds = sensor_seeds(world.seed)
         scene_rng, look_rng = np.random.default_rng(seeds[0]), np.random.default_rng(seeds[1])
         self.noise_rng = np.random.default_rng(seeds[2])
@@ -94,7 +101,7 @@ class SensorRig:
 
     def cast(self, rays: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Static hits of world rays (N, 6) float32: t (N,) float32 (inf: none), triangle (N,) uint32."""
-        out = self._scene.cast_rays(o3d.core.Tensor.from_numpy(rays), nthreads=self.threads)
+        out = self._scene.cast_rays(o3d.core.Tensor.from_numpy(rays), nthreads=1)
         return out["t_hit"].numpy(), out["primitive_ids"].numpy()
 
     def snapshot(self, world) -> Snapshot:
@@ -142,34 +149,72 @@ class SensorRig:
                ) -> tuple[CameraFrame | None, LidarFrame | None]:
         """Every sensor of the rig at the instant `snap`.
 
-        The camera's and the lidar's static rays go to Open3D in one call (on
-        `threads` threads). Then, with more than one thread, the camera's Numba
-        drawing runs on a worker thread while this one finishes the lidar sweep.
+        The camera's and the lidar's static rays are cast together. With two
+        or more threads, a helper process (cast_helper.py) casts part of them
+        while this process casts the rest; then a worker thread draws the
+        actors into the camera while this one finishes the lidar sweep, and
+        both shade half of the image (Numba kernels run without the GIL).
         """
-        cam = self.camera
+        cam, lid = self.camera, self.lidar
         n_cam = len(cam.dirs) if cam is not None else 0
-        n_lidar = len(self.lidar.dirs_ego) if self.lidar is not None else 0
-        rays = np.empty((n_cam + n_lidar, 6), dtype=np.float32)
+        n = n_cam + (len(lid.dirs_ego) if lid is not None else 0)
+        helper = self._helper(n) if self._parallel() else None
+        rays = helper.rays[:n] if helper is not None else np.empty((n, 6), dtype=np.float32)
+        if cam is not None:
+            camera.camera_rays(cam, cam.pinhole(snap.R_we, snap.p_we), rays[:n_cam])
+        if lid is not None:
+            lidar_rays(lid, snap, rays[n_cam:])
+        if helper is not None:
+            k = int(round(n * (1.0 - self._helper_share)))  # this process casts rays [0, k), the helper the rest
+            helper.start(k, n - k)
         cp = camera.prepare(self, snap, cam, rays[:n_cam]) if cam is not None else None
-        if self.lidar is not None:
-            lidar_rays(self.lidar, snap, rays[n_cam:])
-        t, prim = self.cast(rays)
+        if helper is not None:
+            helper.t[:k], helper.prim[:k] = self.cast(rays[:k])
+            t0 = time.perf_counter()
+            helper.wait()
+            self._balance(time.perf_counter() - t0)
+            t, prim = helper.t[:n], helper.prim[:n]
+        else:
+            t, prim = self.cast(rays)
         gain = (cam.config.exposure if exposure is None else exposure) if cam is not None else 1.0
-        drawing = None
-        if cp is not None and self.threads != 1:
-            drawing = self._worker().submit(camera.draw, self, snap, cam, cp, (t[:n_cam], prim[:n_cam]), gain)
-        lidar = None
-        if self.lidar is not None:
-            lidar = render_lidar(self, snap, self.lidar, self.noise_rng if noise else None, with_labels,
+        hits = (t[:n_cam], prim[:n_cam])
+        actors_done = None
+        if cp is not None and self._parallel():
+            actors_done = self._worker().submit(camera.draw_actors, self, snap, cam, cp, hits)
+        sweep = None
+        if lid is not None:
+            sweep = render_lidar(self, snap, lid, self.noise_rng if noise else None, with_labels,
                                  hits=(t[n_cam:], prim[n_cam:]), rays=rays[n_cam:])
         frame = None
         if cp is not None:
-            if drawing is not None:
-                img = drawing.result()
+            if actors_done is not None:  # the worker shades the top rows while this thread shades the rest
+                img = actors_done.result()
+                H = cam.config.height
+                split = int(round(H * self._row_share))
+                top = self._worker().submit(camera.shade, self, snap, cp, hits, img, gain, (0, split))
+                camera.shade(self, snap, cp, hits, img, gain, (split, H))
+                t0 = time.perf_counter()
+                top.result()
+                self._row_share += -0.02 if time.perf_counter() - t0 > 1e-4 else 0.02
+                self._row_share = min(0.95, max(0.05, self._row_share))
             else:
-                img = camera.draw(self, snap, cam, cp, (t[:n_cam], prim[:n_cam]), gain)
+                img = camera.draw(self, snap, cam, cp, hits, gain)
             frame = camera.finish(self, snap, cam, cp, img, with_labels)
-        return frame, lidar
+        return frame, sweep
+
+    def _parallel(self) -> bool:
+        return (self.threads if self.threads > 0 else (os.cpu_count() or 1)) >= 2
+
+    def _helper(self, n_rays: int) -> CastHelper:
+        if self._cast_helper is None:
+            mesh = self.static.mesh
+            self._cast_helper = CastHelper(mesh.vertices, mesh.triangles, n_rays)
+        return self._cast_helper
+
+    def _balance(self, waited: float) -> None:
+        """Move rays towards whichever process finished first (waited [s] for the helper)."""
+        step = -0.02 if waited > 2e-4 else 0.02
+        self._helper_share = min(0.9, max(0.2, self._helper_share + step))
 
     def _worker(self) -> ThreadPoolExecutor:
         if self._pool is None:
@@ -177,10 +222,13 @@ class SensorRig:
         return self._pool
 
     def close(self) -> None:
-        """Stop the drawing thread (a later render starts a new one)."""
+        """Stop the drawing thread and the ray-casting helper (a later render starts new ones)."""
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+        if self._cast_helper is not None:
+            self._cast_helper.close()
+            self._cast_helper = None
 
     def capture(self, world, state: FaultState | None = None
                 ) -> tuple[CameraFrame | None, LidarFrame | None, FaultState]:

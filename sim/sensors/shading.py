@@ -96,7 +96,7 @@ def _sky(dx, dy, dz, L, out):
 def shade_camera(rays, t_static, prim, depth_dyn, tri_dyn, s_albedo, s_shading, s_semantic, s_owner, s_lamp, s_normal,
                  s_ground, d_albedo, d_shading, d_semantic, d_instance, d_normal, head_light, light_codes, sun_vis,
                  ambient, shadow_grid, shadow_at, paint_cov, paint_colour, paint_albedo, L, lut, lamp_rgb,
-                 image, semantic, instance, depth):
+                 image, semantic, instance, depth, j0, j1):
     """Shade every pixel (see the module docstring).
 
     rays (H * W, 6) world rays (origin, direction with unit optical-axis
@@ -108,12 +108,12 @@ def shade_camera(rays, t_static, prim, depth_dyn, tri_dyn, s_albedo, s_shading, 
     (x0, y0, 1 / cell) the static shadow map (shadow_map.py); paint_cov and
     paint_colour (H, W) the coverage of thin lane paint on the asphalt
     (kernels.paint_coverage) with paint_albedo (colours, 3); L the packed
-    lighting (lighting_params). Writes image (H, W, 3) uint8 and the semantic,
-    instance and depth labels.
+    lighting (lighting_params). Writes rows j0 to j1 - 1 of image (H, W, 3)
+    uint8 and of the semantic, instance and depth labels.
     """
-    H, W = depth_dyn.shape
+    W = depth_dyn.shape[1]
     nlut = lut.shape[0] - 1
-    for j in range(H):
+    for j in range(j0, j1):
         sky = np.empty(3)
         for i in range(W):
             n = j * W + i

@@ -16,7 +16,7 @@ import numpy as np
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame  # noqa: E402
 
-from sim.sensors.dataset import DatasetFrame, _camera_json  # noqa: E402
+from sim.sensors.dataset import DatasetFrame, camera_json  # noqa: E402
 from sim.sensors.frames import SEMANTIC_CLASSES, CameraFrame, LidarFrame  # noqa: E402
 
 SCALE = 3  # camera panel: pixels per image pixel
@@ -41,7 +41,7 @@ for _name, _rgb in {**BOX_RGB, "building": (150, 150, 160), "road": (150, 90, 15
 def frame_from_sensors(cam: CameraFrame, lidar: LidarFrame) -> DatasetFrame:
     """A frame rendered just now, in the form the dataset reader returns."""
     lab = cam.labels
-    return DatasetFrame(cam.image, {"t": cam.t, "camera": _camera_json(cam)}, {}, lab.semantic,
+    return DatasetFrame(cam.image, {"t": cam.t, "camera": camera_json(cam)}, {}, lab.semantic,
                         lab.instance.astype(np.uint16), lab.depth.astype(np.float16),
                         {"points": lidar.points, "beam": lidar.beam, "azimuth": lidar.azimuth, "label": lidar.label,
                          "instance": lidar.instance, "T_ego_lidar": lidar.T_ego_lidar})
