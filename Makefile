@@ -29,3 +29,5 @@ test: setup
 bench: setup
 	$(PY) benchmarks/bench_sim.py
 	$(PY) benchmarks/bench_planner.py
+	$(PY) benchmarks/bench_sensors.py
+	$(PY) benchmarks/bench_tracking.py

@@ -90,10 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_schema)
 
     from scenarios.bench import add_bench_parser
+    from sim.sensors.dataset import add_dataset_parser
     from sim.view.cli import add_view_parsers
 
     add_bench_parser(sub)
     add_view_parsers(sub)
+    add_dataset_parser(sub)
     return parser
 
 

@@ -1,10 +1,12 @@
 """Meshes of the moving actors: cars, vans, trucks, pedestrians and cyclists.
 
 Each mesh is in the actor's own frame: origin at the centre of its box on the
-ground, x forward, z up. It fills the simulator's box exactly (length along
-x, width along y) up to a height drawn here, so projected 3D boxes and the
-rendered pixels agree. Colours, heights and models come from the generator
-passed in, one draw sequence per actor in actor order.
+ground, x forward, z up. A vehicle fills the simulator's box exactly (length
+along x, width along y) up to a height drawn here, so projected 3D boxes and
+the rendered pixels agree; pedestrians and cyclists keep their proportions
+inside theirs. Every part is a closed convex solid wound outwards (the actor
+kernels skip faces turned away). Colours, heights and models come from the
+generator passed in, one draw sequence per actor in actor order.
 """
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """The pinhole camera: calibration, rays, and one rendered frame with its labels.
 
-`render_camera` reads like the pipeline: `prepare` (pose, rays, actor culling,
-lane lines) -> static hits (Open3D) -> `draw` (actor hits, shadows, thin
-paint, shading; Numba only, so it can run beside other work) -> `finish`
-(object and traffic-light labels, the frame).
+A frame is made in stages (SensorRig.render runs them): `prepare` (pose,
+rays, actor culling, lane lines) -> static hits (Open3D) -> `draw_actors`
+(actor hits, shadows, thin paint) and `shade` (Numba only, so they can run
+beside other work) -> `finish` (object and traffic-light labels, the frame).
 """
 from __future__ import annotations
 
@@ -187,14 +187,6 @@ def finish(rig, snap, model: CameraModel, cp: CameraPass, img: CameraImage, with
         lights = labels.light_labels(cp.pin, rig.static.heads, states, img.semantic, img.depth, cfg.max_label_range)
         truth = CameraLabels(img.semantic, img.instance, img.depth, objects, cp.lanes, lights)
     return CameraFrame(image=img.image, K=model.K, T_ego_cam=model.T_ego_cam, t=snap.t, labels=truth)
-
-
-def render_camera(rig, snap, model: CameraModel, exposure: float = 1.0, with_labels: bool = True) -> CameraFrame:
-    """One frame of `model` on the rig at the instant `snap` (a rig.Snapshot): rays ->
-    static hits (Open3D) -> actor hits, shadows, shading (Numba) -> labels."""
-    cp = prepare(rig, snap, model)
-    img = draw(rig, snap, model, cp, rig.cast(cp.rays), exposure)
-    return finish(rig, snap, model, cp, img, with_labels)
 
 
 def _thin_paint_segments(lanes, line_width: float, R_ec: np.ndarray, t_ec: np.ndarray) -> np.ndarray:

@@ -291,7 +291,7 @@ def _cmd_generate(args) -> int:
 
 
 def _cmd_show(args) -> int:
-    from sim.sensors.show import show_frame
+    from sim.view.dataset_show import show_frame
 
     show_frame(load_frame(args.dir, args.index), args.out)
     print(f"wrote {args.out}")

@@ -3,10 +3,10 @@
 Built once per scenario: the static scene (road, paint, curbs, lights, props)
 goes into one Open3D RaycastingScene (Embree BVH), and every actor gets a
 mesh. Per frame, `snapshot(world)` poses the actor meshes once for all
-sensors; `render_camera` / `render_lidar` cast the static scene with Open3D
-and the actors with the Numba kernels of sim.sensors.kernels, then keep the
-nearer hit per ray (see docs/sensors.md for why the actors are not a second
-Open3D scene). `render` does both sensors, on two cores with threads >= 2;
+sensors; `render` (or `render_camera` / `render_lidar`) casts the static
+scene with Open3D and the actors with the Numba kernels of
+sim.sensors.kernels and keeps the nearer hit per ray (docs/sensors.md says
+why the actors are not a second Open3D scene), on two cores with threads >= 2;
 `capture` adds the camera's effects and faults.
 
 Randomness: the look of the scene (style, colours, props) and the sensor noise
@@ -24,11 +24,12 @@ from dataclasses import dataclass
 import numpy as np
 import open3d as o3d
 
-from sim.sensors import camera, kernels
+from sim.sensors import camera as camera_stages
+from sim.sensors import kernels
 from sim.sensors import materials as mt
 from sim.sensors.actor_meshes import ActorMeshes, build_actor_meshes
 from sim.sensors.cast_helper import CastHelper
-from sim.sensors.camera import CameraModel, render_camera
+from sim.sensors.camera import CameraModel
 from sim.sensors.config import SensorConfig
 from sim.sensors.faults import FaultState, apply_camera_faults, exposure_gain
 from sim.sensors.frames import CameraFrame, LidarFrame
@@ -40,6 +41,12 @@ from sim.sensors.shadow_map import build_shadow_map, empty_shadow_map
 from sim.types import frozen_array
 
 SENSOR_STREAM = 2  # spawn key of the sensors' seed sequence under the world seed
+
+
+def _balanced(share: float, waited: float, tolerance: float, lo: float, hi: float) -> float:
+    """The share of work given to a helper, moved by 0.02 towards the side that finished first:
+    down if this thread waited for the helper longer than `tolerance` [s], up otherwise."""
+    return min(hi, max(lo, share + (-0.02 if waited > tolerance else 0.02)))
 
 
 def sensor_seeds(seed: int) -> list[np.random.SeedSequence]:
@@ -69,8 +76,10 @@ class SensorRig:
         self.threads = self.config.threads  # see SensorConfig.threads
         self._pool: ThreadPoolExecutor | None = None  # draws the camera beside the lidar (render)
         self._cast_helper: CastHelper | None = None  # casts part of the rays in a second process (render)
-        self._helper_share = 0.6  # share of the rays the helper casts, balanced frame by frame
-        self._row_share = 0.6  # share of the image rows the worker shades, balanced frame by frame
+        # per sensor combination (camera, lidar): the share of the rays the helper casts and of the image rows
+        # the worker shades, each balanced frame by frame
+        self._helper_share: dict[tuple[bool, bool], float] = {}
+        self._row_share: dict[tuple[bool, bool], float] = {}
         seeds = sensor_seeds(world.seed)
         scene_rng, look_rng = np.random.default_rng(seeds[0]), np.random.default_rng(seeds[1])
         self.noise_rng = np.random.default_rng(seeds[2])
@@ -135,86 +144,94 @@ class SensorRig:
         return Snapshot(t=float(t), **arrays)
 
     def render_camera(self, snap: Snapshot, exposure: float | None = None, with_labels: bool = True) -> CameraFrame:
+        """The camera alone (see `render`)."""
         if self.camera is None:
             raise ValueError("this rig has no camera (SensorConfig.camera is None)")
-        gain = self.camera.config.exposure if exposure is None else exposure
-        return render_camera(self, snap, self.camera, gain, with_labels)
+        return self.render(snap, exposure, with_labels=with_labels, lidar=False)[0]
 
     def render_lidar(self, snap: Snapshot, noise: bool = True, with_labels: bool = True) -> LidarFrame:
+        """The lidar alone (see `render`)."""
         if self.lidar is None:
             raise ValueError("this rig has no lidar (SensorConfig.lidar is None)")
-        return render_lidar(self, snap, self.lidar, self.noise_rng if noise else None, with_labels)
+        return self.render(snap, noise=noise, with_labels=with_labels, camera=False)[1]
 
-    def render(self, snap: Snapshot, exposure: float | None = None, noise: bool = True, with_labels: bool = True
-               ) -> tuple[CameraFrame | None, LidarFrame | None]:
-        """Every sensor of the rig at the instant `snap`.
+    def render(self, snap: Snapshot, exposure: float | None = None, noise: bool = True, with_labels: bool = True,
+               camera: bool = True, lidar: bool = True) -> tuple[CameraFrame | None, LidarFrame | None]:
+        """The rig's sensors (those of `camera` and `lidar` it has) at the instant `snap`.
 
         The camera's and the lidar's static rays are cast together. With two
         or more threads, a helper process (cast_helper.py) casts part of them
         while this process casts the rest; then a worker thread draws the
-        actors into the camera while this one finishes the lidar sweep, and
-        both shade half of the image (Numba kernels run without the GIL).
+        actors into the camera and shades the top rows while this thread
+        finishes the lidar sweep and shades the other rows (Numba kernels run
+        without the GIL). Both splits are balanced frame by frame. Exposure
+        defaults to the camera's; noise=False turns the lidar's noise and
+        dropout off.
         """
-        cam, lid = self.camera, self.lidar
+        cam = self.camera if camera else None
+        lid = self.lidar if lidar else None
+        key = (cam is not None, lid is not None)
         n_cam = len(cam.dirs) if cam is not None else 0
         n = n_cam + (len(lid.dirs_ego) if lid is not None else 0)
-        helper = self._helper(n) if self._parallel() else None
+        helper = self._helper() if self._parallel() else None
         rays = helper.rays[:n] if helper is not None else np.empty((n, 6), dtype=np.float32)
         if cam is not None:
-            camera.camera_rays(cam, cam.pinhole(snap.R_we, snap.p_we), rays[:n_cam])
+            camera_stages.camera_rays(cam, cam.pinhole(snap.R_we, snap.p_we), rays[:n_cam])
         if lid is not None:
             lidar_rays(lid, snap, rays[n_cam:])
         if helper is not None:
-            k = int(round(n * (1.0 - self._helper_share)))  # this process casts rays [0, k), the helper the rest
+            share = self._helper_share.setdefault(key, 0.6)
+            k = int(round(n * (1.0 - share)))  # this process casts rays [0, k), the helper the rest
             helper.start(k, n - k)
-        cp = camera.prepare(self, snap, cam, rays[:n_cam]) if cam is not None else None
+        cp = camera_stages.prepare(self, snap, cam, rays[:n_cam]) if cam is not None else None
         if helper is not None:
             helper.t[:k], helper.prim[:k] = self.cast(rays[:k])
             t0 = time.perf_counter()
             helper.wait()
-            self._balance(time.perf_counter() - t0)
+            self._helper_share[key] = _balanced(share, time.perf_counter() - t0, 2e-4, 0.2, 0.9)
             t, prim = helper.t[:n], helper.prim[:n]
         else:
             t, prim = self.cast(rays)
         gain = (cam.config.exposure if exposure is None else exposure) if cam is not None else 1.0
         hits = (t[:n_cam], prim[:n_cam])
-        actors_done = None
+        actors_done = top_done = None
+        split = 0
         if cp is not None and self._parallel():
-            actors_done = self._worker().submit(camera.draw_actors, self, snap, cam, cp, hits)
+            # the worker draws the actors and shades the top rows while this thread finishes the lidar sweep
+            # and then shades the remaining rows
+            rows = self._row_share.setdefault(key, 0.7)
+            split = int(round(cam.config.height * rows))
+            worker = self._worker()
+            actors_done = worker.submit(camera_stages.draw_actors, self, snap, cam, cp, hits)
+            top_done = worker.submit(lambda: camera_stages.shade(self, snap, cp, hits, actors_done.result(), gain,
+                                                                 (0, split)))
         sweep = None
         if lid is not None:
             sweep = render_lidar(self, snap, lid, self.noise_rng if noise else None, with_labels,
                                  hits=(t[n_cam:], prim[n_cam:]), rays=rays[n_cam:])
         frame = None
         if cp is not None:
-            if actors_done is not None:  # the worker shades the top rows while this thread shades the rest
+            if actors_done is not None:
                 img = actors_done.result()
-                H = cam.config.height
-                split = int(round(H * self._row_share))
-                top = self._worker().submit(camera.shade, self, snap, cp, hits, img, gain, (0, split))
-                camera.shade(self, snap, cp, hits, img, gain, (split, H))
+                camera_stages.shade(self, snap, cp, hits, img, gain, (split, cam.config.height))
                 t0 = time.perf_counter()
-                top.result()
-                self._row_share += -0.02 if time.perf_counter() - t0 > 1e-4 else 0.02
-                self._row_share = min(0.95, max(0.05, self._row_share))
+                top_done.result()
+                self._row_share[key] = _balanced(rows, time.perf_counter() - t0, 1e-4, 0.05, 0.95)
             else:
-                img = camera.draw(self, snap, cam, cp, hits, gain)
-            frame = camera.finish(self, snap, cam, cp, img, with_labels)
+                img = camera_stages.draw(self, snap, cam, cp, hits, gain)
+            frame = camera_stages.finish(self, snap, cam, cp, img, with_labels)
         return frame, sweep
 
     def _parallel(self) -> bool:
         return (self.threads if self.threads > 0 else (os.cpu_count() or 1)) >= 2
 
-    def _helper(self, n_rays: int) -> CastHelper:
+    def _helper(self) -> CastHelper:
         if self._cast_helper is None:
+            n_rays = (len(self.camera.dirs) if self.camera is not None else 0) + \
+                (len(self.lidar.dirs_ego) if self.lidar is not None else 0)
             mesh = self.static.mesh
             self._cast_helper = CastHelper(mesh.vertices, mesh.triangles, n_rays)
         return self._cast_helper
-
-    def _balance(self, waited: float) -> None:
-        """Move rays towards whichever process finished first (waited [s] for the helper)."""
-        step = -0.02 if waited > 2e-4 else 0.02
-        self._helper_share = min(0.9, max(0.2, self._helper_share + step))
 
     def _worker(self) -> ThreadPoolExecutor:
         if self._pool is None:

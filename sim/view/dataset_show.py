@@ -1,5 +1,5 @@
 """Draw a dataset frame: the camera image with its labels, the lidar sweep from above,
-and the semantic and depth labels. The only module of sim.sensors that uses pygame.
+and the semantic and depth labels. It lives with the view, the one package that imports pygame.
 
 Gather, then draw: `show_frame` takes a DatasetFrame (sim.sensors.dataset)
 whose labels are the JSON records written by the generator, so frames read
