@@ -56,7 +56,7 @@ from pathlib import Path
 from scenarios.loader import ScenarioCase
 from scenarios.metrics import MULTIPLIERS
 from scenarios.report import metric_names, write_report
-from scenarios.runs import run_case, suite_of, summarise
+from scenarios.runs import DEFAULT_PLANNER, run_case, suite_of, summarise
 
 BACKENDS = ("local", "ray")
 NON_DETERMINISTIC_FIELDS = ("wall_time", "plan_ms_median", "log")  # wall-clock figures and the output path
@@ -111,7 +111,7 @@ class BenchRun:
     workers: int
 
 
-def make_tasks(cases: list[ScenarioCase], seed: int | None = None, planner: str = "idm",
+def make_tasks(cases: list[ScenarioCase], seed: int | None = None, planner: str = DEFAULT_PLANNER,
                perception: str = "oracle", log_dir: str | Path | None = None) -> list[RunTask]:
     log = None if log_dir is None else str(log_dir)
     return [RunTask(i, case, seed, planner, perception, log) for i, case in enumerate(cases)]
@@ -584,7 +584,7 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--backend", default="local", choices=BACKENDS, help="local process pool or Ray")
     p.add_argument("--ray-address", default=None, help="Ray cluster address (default: start Ray locally)")
     p.add_argument("--perception", default="oracle", help="perception (default: oracle)")
-    p.add_argument("--planner", default="idm", help="planner name (default: idm)")
+    p.add_argument("--planner", default=DEFAULT_PLANNER, help=f"planner name (default: {DEFAULT_PLANNER})")
     p.add_argument("--planner-module", action="append", default=[], metavar="MODULE",
                    help="import MODULE (dotted name or .py file) in every worker first, so it can register "
                         "planners (test hook)")

@@ -66,7 +66,7 @@ def _cmd_run(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from scenarios.runs import PERCEPTIONS, PLANNERS
+    from scenarios.runs import DEFAULT_PLANNER, PERCEPTIONS, PLANNERS
 
     parser = argparse.ArgumentParser(prog="drivestack", description="autonomous-driving stack and simulator")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", help="scenario file, folder, or a shipped suite: highway, urban, all")
     p.add_argument("--seed", type=int, default=None, help="override every scenario's seed")
     p.add_argument("--out", default="runs/latest", help="output folder for results.json and logs")
-    p.add_argument("--planner", default="idm", choices=PLANNERS)
+    p.add_argument("--planner", default=DEFAULT_PLANNER, choices=PLANNERS)
     p.add_argument("--perception", default="oracle", choices=PERCEPTIONS)
     p.add_argument("--sweep", action="store_true", help="expand sweep parameters into variants")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")

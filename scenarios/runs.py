@@ -16,6 +16,7 @@ from scenarios.loader import ScenarioCase
 from scenarios.metrics import compute_metrics
 
 PLANNERS = ("idm", "lattice")  # the shipped planners, for the command line
+DEFAULT_PLANNER = "lattice"  # the product's planner; "idm" is the reference baseline
 PERCEPTIONS = ("oracle",)
 
 
@@ -42,7 +43,7 @@ def make_planner(name: str, vehicle=None):
     return factory(vehicle)
 
 
-def make_stack(world, planner: str = "idm", perception: str = "oracle"):
+def make_stack(world, planner: str = DEFAULT_PLANNER, perception: str = "oracle"):
     from control.tracking import TrackingController
     from perception.oracle import OraclePerception
     from planning.map_prediction import MapAwarePredictor
@@ -74,7 +75,7 @@ def suite_of(case: ScenarioCase) -> str:
     return Path(case.path).parent.name
 
 
-def run_case(case: ScenarioCase, seed: int | None = None, planner: str = "idm", perception: str = "oracle",
+def run_case(case: ScenarioCase, seed: int | None = None, planner: str = DEFAULT_PLANNER, perception: str = "oracle",
              log_dir: str | Path | None = None) -> dict:
     """One closed-loop run: a result row (see results.json in the README)."""
     from sim.runner import run_closed_loop

@@ -39,7 +39,7 @@ def _dispatchers():
                 yield value
 
 
-def warm_up(planner: str = "idm") -> WarmUp:
+def warm_up(planner: str = "lattice") -> WarmUp:
     """Run one short closed loop so every kernel on the hot path is ready."""
     from scenarios.loader import load_scenario, shipped_suites_dir
     from scenarios.metrics import compute_metrics

@@ -33,7 +33,7 @@ def test_log_saves_and_loads_bit_for_bit(tmp_path):
     path = log.save(tmp_path / "run.npz")
     again = RunLog.load(path)
     assert again.equals(log)
-    assert again.meta["planner"] == "idm"
+    assert again.meta["planner"] == "lattice"
     assert again.actor_names == log.actor_names
 
 

@@ -86,7 +86,7 @@ def clock():
 
 @pytest.fixture
 def straight(clock, tmp_path):
-    app = LiveView(straight_road(), size=SIZE, clock=clock, screenshot_dir=tmp_path)
+    app = LiveView(straight_road(), planner="idm", size=SIZE, clock=clock, screenshot_dir=tmp_path)
     pygame.event.clear()
     return app
 
@@ -219,7 +219,7 @@ def test_mouse_drag_pans_wheel_zooms_and_click_selects(straight):
 
 
 def test_screenshot_shows_the_actors_where_they_are_and_the_planned_path(clock, tmp_path):
-    app = LiveView(load_scenario(INTERSECTION), size=SIZE, clock=clock, screenshot_dir=tmp_path)
+    app = LiveView(load_scenario(INTERSECTION), planner="idm", size=SIZE, clock=clock, screenshot_dir=tmp_path)
     while app.world.t < 3.0:
         app.step()
     key(pygame.K_F7)  # legend off: nothing drawn over the map but the title bar
@@ -305,7 +305,7 @@ def test_every_predicted_mode_and_the_candidate_fan_are_drawn():
     assert colour(fan[0][20]) == style.CANDIDATE
 
 
-def test_read_sensors_uses_world_sensors_when_there_are_some():
+def test_read_sensors_uses_the_feed_when_there_is_one():
     class Feed:
         def camera_image(self):
             return np.zeros((2, 3, 3), dtype=np.uint8)
@@ -313,13 +313,25 @@ def test_read_sensors_uses_world_sensors_when_there_are_some():
         def lidar_points(self):
             return np.zeros((5, 4))
 
-    class WithSensors:
-        sensors = Feed()
-
-    assert read_sensors(object()).camera is None
-    assert read_sensors(object()).camera_note == "camera: not available"
-    got = read_sensors(WithSensors())
+    assert read_sensors(None).camera is None
+    assert read_sensors(None).camera_note == "camera: not available"
+    got = read_sensors(Feed())
     assert got.camera.shape == (2, 3, 3) and got.lidar.shape == (5, 4)
+
+
+def test_live_view_renders_camera_and_lidar_from_the_world():
+    from sim.view.sensor_feed import RigFeed
+
+    world = World(load_scenario(next(shipped_suites_dir().glob("*/cut_in_close.yaml"))), 0)
+    feed = RigFeed(world, rate_hz=10.0)
+    assert feed.camera_image() is None
+    feed.update(world)
+    image, points = feed.camera_image(), feed.lidar_points()
+    assert image.shape == (160, 320, 3) and image.dtype == np.uint8 and image.std() > 10
+    assert points.shape[1] == 4 and len(points) > 1000
+    world.step()
+    feed.update(world)  # within the sensor period: the same frame
+    assert feed.camera_image() is image
 
 
 def test_frame_data_is_frozen(straight):

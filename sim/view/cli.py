@@ -115,12 +115,12 @@ def _cmd_render(args) -> int:
 
 def add_view_parsers(sub) -> None:
     """Register `drive`, `replay` and `render` on the sub-parsers of the `drivestack` command."""
-    from scenarios.runs import PERCEPTIONS, PLANNERS
+    from scenarios.runs import DEFAULT_PLANNER, PERCEPTIONS, PLANNERS
 
     p = sub.add_parser("drive", help="drive a scenario live in a window: autopilot or by hand")
     p.add_argument("scenario", help="scenario file, or a shipped scenario's name (e.g. unprotected_left)")
     p.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
-    p.add_argument("--planner", default="idm", choices=PLANNERS)
+    p.add_argument("--planner", default=DEFAULT_PLANNER, choices=PLANNERS)
     p.add_argument("--perception", default="oracle", choices=PERCEPTIONS)
     p.add_argument("--size", default=DEFAULT_SIZE, help="window size WxH in pixels")
     p.add_argument("--screenshots", default="screenshots", help="folder for screenshots (key p)")

@@ -7,7 +7,7 @@ of them the same way. Nothing here imports pygame.
 
 Sensor panels take a camera image (H, W, 3) uint8 and a lidar point cloud
 (N, 4) x, y, z [m] in the ego frame plus intensity; `read_sensors` gets them
-from `world.sensors` when the world has one (see `SensorFeed`).
+from a `SensorFeed` (sim.view.sensor_feed renders them from the world).
 """
 from __future__ import annotations
 
@@ -105,16 +105,15 @@ class SensorImages:
 
 
 class SensorFeed(Protocol):
-    """What the view reads from `world.sensors` (sim/sensors, when it exists)."""
+    """Where the view's camera and lidar panels come from."""
 
     def camera_image(self) -> np.ndarray | None: ...  # (H, W, 3) uint8 RGB of the latest frame
 
     def lidar_points(self) -> np.ndarray | None: ...  # (N, 4) x, y, z [m] ego frame, intensity
 
 
-def read_sensors(world) -> SensorImages:
-    """The latest camera image and lidar cloud, or placeholders when the world has no sensors."""
-    feed: SensorFeed | None = getattr(world, "sensors", None)
+def read_sensors(feed: SensorFeed | None) -> SensorImages:
+    """The latest camera image and lidar cloud, or placeholders when there is no feed."""
     if feed is None:
         return SensorImages(None, None)
     return SensorImages(feed.camera_image(), feed.lidar_points(),

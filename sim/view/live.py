@@ -18,14 +18,14 @@ import numpy as np
 import pygame
 
 from scenarios.metrics import MULTIPLIERS, WEIGHTS, composite_score, compute_metrics
-from scenarios.runs import PERCEPTIONS, ego_route, make_stack
+from scenarios.runs import DEFAULT_PLANNER, PERCEPTIONS, ego_route, make_stack
 from scenarios.schema import Scenario
-from sim.runner import SimulationError
+from sim.runner import ClosedLoop, SimulationError
 from sim.view.app import ViewApp, rate_label
 from sim.view.frame import (FrameData, Hud, PredictionLayer, actors_from_world, ego_box, inspect_actor,
                             read_sensors)
-from sim.runner import ClosedLoop
 from sim.view.manual import ManualConfig, manual_command
+from sim.view.sensor_feed import RigFeed
 from sim.world import World
 
 DRIVE_KEYS = {pygame.K_LEFT: "left", pygame.K_a: "left", pygame.K_RIGHT: "right", pygame.K_d: "right",
@@ -49,11 +49,12 @@ LIVE_HELP = (
 class LiveView(ViewApp):
     """One scenario driven live by the stack or by hand."""
 
-    def __init__(self, scenario: Scenario, seed: int | None = None, planner: str = "idm",
+    def __init__(self, scenario: Scenario, seed: int | None = None, planner: str = DEFAULT_PLANNER,
                  perception: str = "oracle", size: tuple[int, int] = (1280, 800), window: bool = True,
                  clock: Callable[[], float] = time.perf_counter, screenshot_dir: str | Path = "screenshots",
-                 scenario_file: str = ""):
+                 scenario_file: str = "", sensors: bool = True):
         self.scenario, self.seed = scenario, seed
+        self.sensors_on = sensors  # render the camera and lidar panels
         self.planner_name, self.perception_name = planner, perception
         self.scenario_file = scenario_file  # stored in saved logs, so `replay` can rebuild the road
         world = World(scenario, seed)
@@ -71,6 +72,7 @@ class LiveView(ViewApp):
         self.route = ego_route(self.world)
         self.stack = make_stack(self.world, self.planner_name, self.perception_name)
         self.loop = ClosedLoop(self.world, self.stack, self.route)
+        self.sensor_feed = RigFeed(self.world, rate_hz=self.scenario.stack_rate) if self.sensors_on else None
         self.finished = ""  # why the run stopped ("" while it goes on)
         self.score = math.nan
         self._score_k, self._score_at = -1, -math.inf
@@ -194,6 +196,8 @@ class LiveView(ViewApp):
 
     def tick(self) -> FrameData:
         world, loop, veh = self.world, self.loop, self.scenario.ego.vehicle
+        if self.sensor_feed is not None:
+            self.sensor_feed.update(world)
         e = world.ego_state()
         actors = actors_from_world(world)
         prediction = PredictionLayer.of(loop.prediction)
@@ -215,7 +219,7 @@ class LiveView(ViewApp):
         return FrameData(
             ego=e, ego_box=ego_box(e.x, e.y, e.yaw, veh.length, veh.width, 0.5 * veh.wheelbase), actors=actors,
             lights=hud.lights, route_xy=self.route.xy, plan_xy=plan_xy, plan_t=plan_t, candidates=tuple(candidates),
-            prediction=prediction, sensors=read_sensors(world), hud=hud, view=self.view_state(),
+            prediction=prediction, sensors=read_sensors(self.sensor_feed), hud=hud, view=self.view_state(),
             inspector=inspect_actor(actors, prediction, self.selected) if self.selected >= 0 else (), notes=notes)
 
     def save_log(self, path: str | Path) -> Path:
