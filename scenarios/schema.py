@@ -181,6 +181,64 @@ class NoiseSpec(Strict):
     range: float = Field(120.0, gt=0.0, le=500.0, description="[m] oracle detection range")
 
 
+class MountSpec(Strict):
+    x: float = Field(description="[m] forward of the rear axle")
+    y: float = Field(0.0, description="[m] left")
+    z: float = Field(description="[m] above the ground")
+    roll_deg: float = 0.0
+    pitch_deg: float = Field(0.0, description="[deg] positive looks down")
+    yaw_deg: float = Field(0.0, description="[deg] positive looks left")
+
+
+class FaultSpec(Strict):
+    kind: Literal["dropout", "freeze", "black", "exposure"]
+    start: float = Field(ge=0.0, description="[s]")
+    end: float = Field(description="[s] the fault lasts from start to end")
+    gain: float = Field(1.0, ge=0.0, description="exposure multiplier while active (kind exposure)")
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.end <= self.start:
+            raise ValueError(f"end {self.end} s must come after start {self.start} s")
+        return self
+
+
+class CameraSpec(Strict):
+    width: int = Field(320, ge=16, le=4096, description="[px]")
+    height: int = Field(160, ge=16, le=4096, description="[px]")
+    hfov_deg: float = Field(80.0, ge=10.0, le=150.0, description="[deg] horizontal field of view")
+    mount: MountSpec | None = Field(None, description="default: behind the windscreen, 1.45 m up")
+    pixel_noise: float = Field(0.0, ge=0.0, le=64.0, description="std of additive noise [0-255 units]")
+    exposure: float = Field(1.0, gt=0.0, le=10.0)
+    dropout: float = Field(0.0, ge=0.0, le=1.0, description="probability a frame is not delivered")
+    latency: float = Field(0.0, ge=0.0, le=2.0, description="[s] delivery delay")
+    faults: list[FaultSpec] = Field(default_factory=list, description="frozen, black or dark frames, dropouts")
+
+
+class LidarSpec(Strict):
+    beams: int = Field(32, ge=1, le=256)
+    azimuth_steps: int = Field(1024, ge=8, le=8192)
+    fov_up_deg: float = Field(10.0, ge=-89.0, le=89.0)
+    fov_down_deg: float = Field(-30.0, ge=-89.0, le=89.0)
+    max_range: float = Field(100.0, gt=1.0, le=500.0, description="[m]")
+    range_noise: float = Field(0.02, ge=0.0, le=1.0, description="[m] std")
+    dropout: float = Field(0.0, ge=0.0, le=1.0, description="probability a return is lost")
+    mount: MountSpec | None = Field(None, description="default: roof centre, 1.9 m up")
+
+    @model_validator(mode="after")
+    def _fov(self):
+        if self.fov_down_deg >= self.fov_up_deg:
+            raise ValueError(f"fov_down_deg {self.fov_down_deg} must be below fov_up_deg {self.fov_up_deg}")
+        return self
+
+
+class SensorsSpec(Strict):
+    camera: CameraSpec | None = CameraSpec()
+    lidar: LidarSpec | None = LidarSpec()
+    lighting: Literal["day", "dusk", "overcast"] = "day"
+    sun_azimuth_deg: float = Field(35.0, ge=-360.0, le=360.0)
+
+
 class CriteriaSpec(Strict):
     min_score: float = Field(0.0, ge=0.0, le=100.0)
     reach_goal: bool = False
@@ -213,6 +271,7 @@ class Scenario(Strict):
     traffic: TrafficSpec = TrafficSpec()
     lights: list[LightSpec] = Field(default_factory=list)
     perception_noise: NoiseSpec = NoiseSpec()
+    sensors: SensorsSpec = SensorsSpec()
     criteria: CriteriaSpec = CriteriaSpec()
     sweep: SweepSpec | None = None
 

@@ -119,3 +119,20 @@ def test_run_writes_results_and_logs(tmp_path, capsys):
 def test_shipped_json_schema_is_current():
     shipped = Path(__file__).resolve().parents[1] / "scenarios" / "schema.json"
     assert json.loads(shipped.read_text()) == json.loads(json_schema())
+
+
+def test_sensors_section_maps_onto_the_rig_config(tmp_path):
+    from sim.sensors.config import sensor_config
+
+    doc = dict(GOOD, sensors={"camera": {"width": 640, "height": 320, "pixel_noise": 2.0, "latency": 0.1,
+                                         "faults": [{"kind": "black", "start": 2.0, "end": 3.0}]},
+                              "lidar": {"beams": 64, "dropout": 0.05}, "lighting": "dusk"})
+    scn = load_scenario(write(tmp_path, doc))
+    cfg = sensor_config(scn.sensors)
+    assert (cfg.camera.width, cfg.camera.height, cfg.camera.latency) == (640, 320, 0.1)
+    assert cfg.camera.faults[0].kind == "black" and cfg.camera.faults[0].active(2.5)
+    assert cfg.lidar.beams == 64 and cfg.lighting == "dusk"
+    bad = dict(GOOD, sensors={"camera": {"faults": [{"kind": "smoke", "start": 1, "end": 2}]}})
+    assert "sensors.camera.faults[0].kind" in problems(tmp_path, bad)
+    bad = dict(GOOD, sensors={"camera": {"faults": [{"kind": "black", "start": 3, "end": 2}]}})
+    assert "sensors.camera.faults[0]" in problems(tmp_path, bad)

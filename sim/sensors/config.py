@@ -130,3 +130,26 @@ class SensorConfig:
         _check("SensorConfig", "threads", _int_in(self.threads, 0, 1024), "an int in [0, 1024]", self.threads)
         _check("SensorConfig", "sun_azimuth_deg", math.isfinite(self.sun_azimuth_deg), "a finite number",
                self.sun_azimuth_deg)
+
+
+def sensor_config(spec, threads: int = 1) -> SensorConfig:
+    """The rig's settings from a scenario's `sensors:` section (scenarios.schema.SensorsSpec)."""
+    def mount(m, default: Mount) -> Mount:
+        if m is None:
+            return default
+        return Mount(x=m.x, y=m.y, z=m.z, roll_deg=m.roll_deg, pitch_deg=m.pitch_deg, yaw_deg=m.yaw_deg)
+
+    camera = lidar = None
+    if spec.camera is not None:
+        c = spec.camera
+        camera = CameraConfig(width=c.width, height=c.height, hfov_deg=c.hfov_deg,
+                              mount=mount(c.mount, CameraConfig().mount), pixel_noise=c.pixel_noise,
+                              exposure=c.exposure, dropout=c.dropout, latency=c.latency,
+                              faults=tuple(FaultWindow(f.kind, f.start, f.end, f.gain) for f in c.faults))
+    if spec.lidar is not None:
+        li = spec.lidar
+        lidar = LidarConfig(beams=li.beams, azimuth_steps=li.azimuth_steps, fov_up_deg=li.fov_up_deg,
+                            fov_down_deg=li.fov_down_deg, max_range=li.max_range, range_noise=li.range_noise,
+                            dropout=li.dropout, mount=mount(li.mount, LidarConfig().mount))
+    return SensorConfig(camera=camera, lidar=lidar, lighting=spec.lighting, sun_azimuth_deg=spec.sun_azimuth_deg,
+                        threads=threads)
