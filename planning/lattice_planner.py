@@ -66,6 +66,16 @@ class LatticeConfig:
         progress=0.2, lead=3.0, proximity=2.0, lane_change=2.5, consistency=1.0))
 
 
+@dataclass(frozen=True)
+class Surroundings:
+    """What the predicted agents mean for this cycle, besides the collision check."""
+
+    agents: lk.Agents  # predicted agents and the behaviour layer's walls, at the planner's sample times
+    lead: lk.Lead | None  # the nearest vehicle ahead in the ego's corridor
+    v_cap: float  # [m/s] from slower vehicles just ahead in the neighbouring lanes and parked cars beside the lane
+    oncoming: tuple[tuple[float, float], ...]  # (s [m], speed toward the ego [m/s]) in the lane on the left
+
+
 @dataclass
 class _Previous:
     t0: float
@@ -88,8 +98,6 @@ class LatticePlanner:
         self.last_result: lk.LatticeResult | None = None
         self._prev: _Previous | None = None
         self._hint_s: float | None = None
-        self.v_cap = np.inf
-        self.oncoming: list[tuple[float, float]] = []
 
     # ---- the cycle ------------------------------------------------------------------
 
@@ -101,12 +109,14 @@ class LatticePlanner:
                           cfg.speed_margin)
         reference, lane_width = self.reference_line(inp, float(ego_s), decision)
         start = self.start_state(inp, reference, float(ego_s), float(ego_d))
-        agents, lead = self.agents(inp, reference, start, decision, lane_width)
-        grid = self.sampling_grid(start, decision, lead, lane_width)
-        result = lk.plan_lattice(reference, start, grid, agents, cfg.weights, self._previous_xy(ego.t), self.params)
+        around = self.surroundings(inp, reference, start, decision, lane_width)
+        lead = around.lead
+        grid = self.sampling_grid(start, decision, lead, lane_width, around.v_cap)
+        result = lk.plan_lattice(reference, start, grid, around.agents, cfg.weights, self._previous_xy(ego.t),
+                                 self.params)
         oncoming_left = self._oncoming_side(inp, float(ego_s))
-        allowance = self.pass_allowance(inp, start, lead, lane_width) if oncoming_left else np.inf
-        index = self.pick(result, oncoming_left, lane_width, lead, allowance, self.v_cap)
+        allowance = self.pass_allowance(inp, start, lead, lane_width, around.oncoming) if oncoming_left else np.inf
+        index = self.pick(result, oncoming_left, lane_width, lead, allowance, around.v_cap)
         self.last_result = result
         if index < 0:
             self.behaviour = "minimal_risk_stop"
@@ -157,15 +167,14 @@ class LatticePlanner:
         return lk.FrenetState(s=ego_s, s_dot=max(ego.v * np.cos(dth) / scale, 0.0), s_ddot=ego.a * np.cos(dth),
                               d=ego_d, d_dot=ego.v * np.sin(dth), d_ddot=0.0)
 
-    def agents(self, inp: PlannerInput, ref: lk.ReferenceLine, start: lk.FrenetState, decision: Decision,
-               lane_width: float) -> tuple[lk.Agents, lk.Lead | None]:
+    def surroundings(self, inp: PlannerInput, ref: lk.ReferenceLine, start: lk.FrenetState, decision: Decision,
+                     lane_width: float) -> Surroundings:
         """Predicted agents as poses at the planner's sample times, plus the virtual walls; and the lead."""
         cfg, pred = self.config, inp.prediction
         objects = {o.id: o for o in inp.perception.objects}
         poses, probs, lengths, widths, margins = [], [], [], [], []
         lead, lead_s = None, np.inf
-        self.v_cap = np.inf  # [m/s] from slower vehicles just ahead in the neighbouring lanes
-        self.oncoming = []  # (s [m], speed toward the ego [m/s]) of vehicles in the lane on the left, coming at us
+        v_cap, oncoming = np.inf, []
         if len(pred.agent_ids):
             now = np.array([[objects[i].x, objects[i].y] for i in pred.agent_ids])
             s_now, d_now = project_to_route(inp.route, now, hint_s=start.s)
@@ -195,13 +204,13 @@ class LatticePlanner:
                 obj.vy * np.sin(np.interp(s_now[a], ref.s, ref.heading))
             rear = s_now[a] - 0.5 * obj.length
             if 0.5 * lane_width < d_now[a] < 1.6 * lane_width and speed_along < -0.5 and ds > -10.0:
-                self.oncoming.append((float(s_now[a]), float(-speed_along)))
+                oncoming.append((float(s_now[a]), float(-speed_along)))
             beside = 0.5 * lane_width < abs(dd) < 1.5 * lane_width
             if beside and 0.0 < ds < cfg.adjacent_range and speed_along > 1.0:
-                self.v_cap = min(self.v_cap, speed_along + cfg.adjacent_closing_speed)
+                v_cap = min(v_cap, speed_along + cfg.adjacent_closing_speed)
             # parked vehicles at the roadside hide whoever may step out from behind them
             if beside and -obj.length < ds < cfg.occlusion_range and obj.speed < 0.5 and obj.cls not in VULNERABLE:
-                self.v_cap = min(self.v_cap, cfg.occlusion_speed)
+                v_cap = min(v_cap, cfg.occlusion_speed)
             if ds > 0 and abs(dd) < 0.5 * (lane_width + obj.width) - 0.3 and rear < lead_s:
                 lead_s = rear
                 lead = lk.Lead(s=float(rear), v=float(max(speed_along, 0.0)), d=float(d_now[a]))
@@ -217,21 +226,24 @@ class LatticePlanner:
             lengths.append(WALL_LENGTH)
             widths.append(3.0 * lane_width)
             margins.append(0.0)
-        if not poses:
-            return lk.Agents.none(N_SAMPLES), lead
-        poses = [np.concatenate([p, np.repeat(p[-1:], K - p.shape[0], axis=0)]) if p.shape[0] < K else p for p in poses]
-        probs = [np.r_[p, np.zeros(K - len(p))] for p in probs]
-        return lk.Agents(pose=np.stack(poses), prob=np.stack(probs), length=np.array(lengths),
-                         width=np.array(widths), margin=np.array(margins)), lead
+        if poses:
+            poses = [np.concatenate([p, np.repeat(p[-1:], K - p.shape[0], axis=0)]) if p.shape[0] < K else p
+                     for p in poses]
+            probs = [np.r_[p, np.zeros(K - len(p))] for p in probs]
+            agents = lk.Agents(pose=np.stack(poses), prob=np.stack(probs), length=np.array(lengths),
+                               width=np.array(widths), margin=np.array(margins))
+        else:
+            agents = lk.Agents.none(N_SAMPLES)
+        return Surroundings(agents, lead, float(v_cap), tuple(oncoming))
 
     def sampling_grid(self, start: lk.FrenetState, decision: Decision, lead: lk.Lead | None,
-                      lane_width: float) -> lk.SamplingGrid:
+                      lane_width: float, v_cap: float = np.inf) -> lk.SamplingGrid:
         cfg = self.config
         offsets = {round(f * lane_width, 3) for f in cfg.lateral_fractions}
         if abs(start.d) > 0.3:  # mid manoeuvre: holding the current offset is a candidate too
             offsets.add(round(start.d, 3))
         d_end = np.array(sorted(offsets))
-        v_top = min(decision.v_desired, max(self.v_cap, 0.0))
+        v_top = min(decision.v_desired, max(v_cap, 0.0))
         speeds = np.unique(np.r_[np.linspace(0.0, v_top, cfg.n_speeds), start.s_dot if start.s_dot < v_top else v_top])
         stops = []
         if decision.walls:
@@ -250,8 +262,8 @@ class LatticePlanner:
                                standstill_gap=cfg.gap_behind_stopped if lead is not None and lead.v < 0.5 else
                                cfg.gap_in_queue, dt=DT, n_samples=N_SAMPLES)
 
-    def pass_allowance(self, inp: PlannerInput, start: lk.FrenetState, lead: lk.Lead | None,
-                       lane_width: float) -> float:
+    def pass_allowance(self, inp: PlannerInput, start: lk.FrenetState, lead: lk.Lead | None, lane_width: float,
+                       seen: tuple[tuple[float, float], ...]) -> float:
         """Gap acceptance for passing through the oncoming lane: how far into it the car may go [m].
 
         Already out there, the car must finish (or return). Otherwise the pass must be done, with
@@ -272,12 +284,12 @@ class LatticePlanner:
         t_pass = to_clear / max(v_pass - v_lead, 1.0)  # [s] until the car is back in its lane
         pass_end = start.s + v_pass * t_pass  # [m] where that happens
         t_pass += cfg.pass_margin
-        oncoming = list(self.oncoming)  # what is seen, and a vehicle just beyond the range at the limit
-        if np.isfinite(inp.perception.range):
-            oncoming.append((start.s + inp.perception.range, limit))
-        seen = all(s_obj - v_obj * t_pass > pass_end for s_obj, v_obj in self.oncoming)
-        unseen = all(s_obj - v_obj * t_pass > pass_end for s_obj, v_obj in oncoming)
-        return self.config.pass_intrusion_unseen if seen and not unseen else (np.inf if seen else cfg.nudge_intrusion)
+        unseen = [(start.s + inp.perception.range, limit)] if np.isfinite(inp.perception.range) else []
+        clear_of_seen = all(s_obj - v_obj * t_pass > pass_end for s_obj, v_obj in seen)
+        clear_of_unseen = all(s_obj - v_obj * t_pass > pass_end for s_obj, v_obj in unseen)
+        if not clear_of_seen:
+            return cfg.nudge_intrusion
+        return np.inf if clear_of_unseen else cfg.pass_intrusion_unseen
 
     def pick(self, result: lk.LatticeResult, oncoming_left: bool = False, lane_width: float = 3.5,
              lead: lk.Lead | None = None, allowance: float = np.inf, v_cap: float = np.inf) -> int:
