@@ -1,0 +1,158 @@
+"""Multi-object tracking: a constant-velocity Kalman filter per track, Hungarian association.
+
+`Tracker.update(detections, t, ego=...)` reads like the textbook loop:
+`to_world` -> `predict` every track -> `associate` (gated Mahalanobis cost,
+scipy's linear_sum_assignment) -> `correct` matched tracks -> `spawn` tracks for
+unmatched detections -> `prune` tracks missed too often -> report confirmed
+tracks as sim.types.TrackedObject. Track state is x, y, vx, vy in the world frame.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from sim.types import EgoState, TrackedObject
+
+CHI2_GATE_2DOF_99 = 9.21  # squared Mahalanobis distance below which 99% of true 2D matches fall
+
+
+@dataclass(frozen=True)
+class Detection:
+    x: float  # [m] box centre, ego frame (or world frame when update() gets no ego)
+    y: float  # [m]
+    yaw: float  # [rad]
+    length: float  # [m]
+    width: float  # [m]
+    cls: int  # index into sim.types.CLASS_NAMES
+    score: float  # [0, 1]
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    accel_noise: float = 2.0  # [m/s^2] std of the white acceleration driving the constant-velocity model
+    meas_noise: float = 0.3  # [m] std of a detection's centre
+    init_speed_std: float = 10.0  # [m/s] std of a new track's velocity
+    gate: float = CHI2_GATE_2DOF_99  # squared Mahalanobis distance; farther pairs never match
+    hits_to_confirm: int = 3  # M: a track is reported after this many matched detections
+    misses_to_delete: int = 3  # K: a track is deleted after this many updates in a row without a match
+
+    def __post_init__(self):
+        for name in ("accel_noise", "meas_noise", "init_speed_std", "gate"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"TrackerConfig.{name}: expected a finite number > 0, got {value!r}")
+        for name in ("hits_to_confirm", "misses_to_delete"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"TrackerConfig.{name}: expected an int >= 1, got {value!r}")
+
+
+@dataclass
+class Track:
+    id: int
+    mean: np.ndarray  # (4,) x, y [m], vx, vy [m/s], world frame
+    cov: np.ndarray  # (4, 4)
+    det: Detection  # the last matched detection, in the world frame (yaw, size, class)
+    hits: int = 1
+    misses: int = 0
+    confirmed: bool = False
+
+
+H = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]])  # measures x, y
+
+
+def to_world(d: Detection, ego: EgoState | None) -> Detection:
+    """A detection in the ego frame moved to the world frame by the ego pose (unchanged without one)."""
+    if ego is None:
+        return d
+    c, s = math.cos(ego.yaw), math.sin(ego.yaw)
+    return Detection(x=ego.x + c * d.x - s * d.y, y=ego.y + s * d.x + c * d.y,
+                     yaw=math.atan2(math.sin(d.yaw + ego.yaw), math.cos(d.yaw + ego.yaw)),
+                     length=d.length, width=d.width, cls=d.cls, score=d.score)
+
+
+def predict(mean: np.ndarray, cov: np.ndarray, dt: float, accel_noise: float) -> tuple[np.ndarray, np.ndarray]:
+    """Constant-velocity prediction over dt [s] with white-acceleration process noise."""
+    F = np.eye(4)
+    F[0, 2] = F[1, 3] = dt
+    g = np.array([[0.5 * dt * dt, 0.0], [0.0, 0.5 * dt * dt], [dt, 0.0], [0.0, dt]])
+    Q = accel_noise ** 2 * g @ g.T
+    return F @ mean, F @ cov @ F.T + Q
+
+
+def correct(mean: np.ndarray, cov: np.ndarray, z: np.ndarray, R: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Kalman update with a position measurement z (2,); Joseph form keeps the covariance symmetric."""
+    S = H @ cov @ H.T + R
+    K = cov @ H.T @ np.linalg.inv(S)
+    I_KH = np.eye(4) - K @ H
+    return mean + K @ (z - H @ mean), I_KH @ cov @ I_KH.T + K @ R @ K.T
+
+
+def associate(tracks: list[Track], dets: list[Detection], R: np.ndarray, gate: float) -> list[tuple[int, int]]:
+    """(track, detection) index pairs of the least total squared Mahalanobis distance, each under the gate."""
+    if not tracks or not dets:
+        return []
+    z = np.array([[d.x, d.y] for d in dets])
+    cost = np.empty((len(tracks), len(dets)))
+    for i, tr in enumerate(tracks):
+        S_inv = np.linalg.inv(H @ tr.cov @ H.T + R)
+        r = z - H @ tr.mean
+        cost[i] = np.einsum("ni,ij,nj->n", r, S_inv, r)
+    big = gate * 1e3  # pairs beyond the gate stay assignable to keep the problem square, then are dropped
+    rows, cols = linear_sum_assignment(np.where(cost < gate, cost, big))
+    return [(int(i), int(j)) for i, j in zip(rows, cols) if cost[i, j] < gate]
+
+
+@dataclass
+class Tracker:
+    config: TrackerConfig = field(default_factory=TrackerConfig)
+    tracks: list[Track] = field(default_factory=list)
+    t: float | None = None  # [s] time of the last update
+    next_id: int = 1
+
+    def update(self, detections: list[Detection], t: float, ego: EgoState | None = None) -> tuple[TrackedObject, ...]:
+        """Fold in the detections taken at t [s] (ego frame when `ego` is given, world frame otherwise)
+        and return the confirmed tracks."""
+        cfg = self.config
+        R = np.eye(2) * cfg.meas_noise ** 2
+        dets = [to_world(d, ego) for d in detections]
+        dt = 0.0 if self.t is None else t - self.t
+        if dt < 0.0:
+            raise ValueError(f"Tracker.update: time went backwards from {self.t} s to {t} s")
+        self.t = t
+        for tr in self.tracks:
+            tr.mean, tr.cov = predict(tr.mean, tr.cov, dt, cfg.accel_noise)
+        pairs = associate(self.tracks, dets, R, cfg.gate)
+        matched_tracks = {i for i, _ in pairs}
+        matched_dets = {j for _, j in pairs}
+        for i, j in pairs:
+            tr, d = self.tracks[i], dets[j]
+            tr.mean, tr.cov = correct(tr.mean, tr.cov, np.array([d.x, d.y]), R)
+            tr.det, tr.hits, tr.misses = d, tr.hits + 1, 0
+            tr.confirmed = tr.confirmed or tr.hits >= cfg.hits_to_confirm
+        for i, tr in enumerate(self.tracks):
+            if i not in matched_tracks:
+                tr.misses += 1
+        self.tracks = [tr for tr in self.tracks if tr.misses < cfg.misses_to_delete]
+        for j, d in enumerate(dets):
+            if j not in matched_dets:
+                self.tracks.append(self._spawn(d, R))
+        return tuple(self._report(tr) for tr in self.tracks if tr.confirmed)
+
+    def _spawn(self, d: Detection, R: np.ndarray) -> Track:
+        cov = np.zeros((4, 4))
+        cov[:2, :2] = R
+        cov[2, 2] = cov[3, 3] = self.config.init_speed_std ** 2
+        tr = Track(id=self.next_id, mean=np.array([d.x, d.y, 0.0, 0.0]), cov=cov, det=d,
+                   confirmed=self.config.hits_to_confirm <= 1)
+        self.next_id += 1
+        return tr
+
+    @staticmethod
+    def _report(tr: Track) -> TrackedObject:
+        x, y, vx, vy = (float(v) for v in tr.mean)
+        return TrackedObject(id=tr.id, cls=tr.det.cls, x=x, y=y, yaw=tr.det.yaw, vx=vx, vy=vy,
+                             length=tr.det.length, width=tr.det.width, covariance=tr.cov)
