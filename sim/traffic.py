@@ -365,12 +365,11 @@ def decide(F, I, routes, lights, pts, ps, start, length, left, right, succ, nsuc
                 if g_stop < gap:
                     gap, v_lead = max(g_stop, 0.1), 0.0
         acc = idm_of(F, i, v_lead, gap)
+        # a scripted speed change: brake or accelerate at OV_ACC (never harder toward a leader than IDM says)
         if F[i, OV_ACC] != 0.0:
             if (F[i, OV_ACC] < 0.0 and F[i, V] <= F[i, OV_SPEED]) or (F[i, OV_ACC] > 0.0 and F[i, V] >= F[i, OV_SPEED]):
                 F[i, V0] = F[i, OV_SPEED]
                 F[i, OV_ACC] = 0.0
-            elif F[i, OV_ACC] < 0.0:
-                acc = min(acc, F[i, OV_ACC])
             else:
                 acc = min(acc, F[i, OV_ACC])
         acc_out[i] = acc
