@@ -96,6 +96,32 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_parser(sub)
     add_view_parsers(sub)
     add_dataset_parser(sub)
+    sub.add_parser("train", help="train a perception model: drivestack train lanes|detector --help")
+    sub.add_parser("eval", help="evaluate a perception model: drivestack eval lanes|detector --help")
+    return parser
+
+
+def build_learning_parser() -> argparse.ArgumentParser:
+    """`drivestack train lanes|detector` and `drivestack eval lanes|detector` (these import torch)."""
+    from perception.detector_training import (add_detector_arguments, add_eval_detector_arguments,
+                                              run_eval_detector, run_train_detector)
+    from perception.lane_training import add_eval_lanes_arguments, add_lanes_arguments, run_eval_lanes, run_train_lanes
+
+    parser = argparse.ArgumentParser(prog="drivestack", description="train and evaluate the perception models")
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train a perception model on `drivestack dataset generate` output")
+    evaluate = sub.add_parser("eval", help="evaluate a perception model on a dataset's test split")
+    train_sub = train.add_subparsers(dest="model", required=True)
+    eval_sub = evaluate.add_subparsers(dest="model", required=True)
+    for name, add_train, run_train, add_eval, run_eval in (
+            ("lanes", add_lanes_arguments, run_train_lanes, add_eval_lanes_arguments, run_eval_lanes),
+            ("detector", add_detector_arguments, run_train_detector, add_eval_detector_arguments, run_eval_detector)):
+        p = train_sub.add_parser(name)
+        add_train(p)
+        p.set_defaults(func=run_train)
+        p = eval_sub.add_parser(name)
+        add_eval(p)
+        p.set_defaults(func=run_eval)
     return parser
 
 
@@ -103,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:2] == ["bench", "perf"]:  # `drivestack bench perf` is the performance report
         argv = ["bench-perf"] + argv[2:]
+    if argv[:1] in (["train"], ["eval"]):
+        args = build_learning_parser().parse_args(argv)
+        return args.func(args)
     args = build_parser().parse_args(argv)
     return args.func(args)
 

@@ -1,0 +1,129 @@
+"""The camera detector: labels to targets, a few training steps, AP arithmetic, the interface."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from perception.detector import (CLASS_ID, CLASSES, STRIDE, CenterNet, Detection2D, Detector, DetectorConfig,
+                                 RawDetections)
+from perception.detector_training import (DetectionDataset, FrameEval, average_precision, encode_targets,
+                                          frame_labels, light_accuracy, train_detector, train_steps)
+
+TINY = DetectorConfig(width=4, head_channels=8)
+
+
+@pytest.fixture(scope="module")
+def shard_dir(tmp_path_factory):
+    """Four frames of one shard (seed 1: a highway case with traffic, in the train split)."""
+    from sim.sensors.dataset import GenerateConfig, generate
+
+    out = tmp_path_factory.mktemp("det") / "ds"
+    assert generate(GenerateConfig(suite="all", frames=4, out=out, seed=1, frames_per_shard=4)) == 4
+    return out
+
+
+def test_dataset_boxes_match_label_file(shard_dir):
+    from sim.sensors.dataset import load_frame
+
+    ds = DetectionDataset(shard_dir, split=None)
+    assert len(ds) == 4
+    meta = json.loads((shard_dir / "shard_000000" / "meta.json").read_text())
+    n_objects = 0
+    for i in range(len(ds)):
+        image, lab = ds[i]
+        cam = meta["frames"][i]["camera"]
+        np.testing.assert_array_equal(image, load_frame(shard_dir, i).image)
+        lights = [lt for lt in cam["lights"] if lt["visible"] and lt["facing"]]
+        assert len(lab) == len(cam["objects"]) + len(lights)
+        for k, o in enumerate(cam["objects"]):
+            np.testing.assert_allclose(lab.boxes[k], o["box"], atol=1e-4)
+            assert CLASSES[lab.cls[k]] == o["class"] or lab.ignore[k]
+            assert lab.distance[k] == pytest.approx(o["distance"], abs=1e-3)
+            assert lab.ignore[k] == (o["visible_px"] < 10 or o["class"] not in CLASS_ID
+                                     or o["box"][2] - o["box"][0] < 2 or o["box"][3] - o["box"][1] < 2)
+        n_objects += int((~lab.ignore).sum())
+        # every object to find has its heatmap peak and regression target at its centre cell
+        t = encode_targets([lab], image.shape[0], image.shape[1])
+        for k in np.flatnonzero(~lab.ignore):
+            x0, y0, x1, y1 = lab.boxes[k]
+            cx, cy = (x0 + x1) / 2 / STRIDE, (y0 + y1) / 2 / STRIDE
+            assert t["heat"][0, lab.cls[k], int(cy), int(cx)] == 1.0
+            assert t["reg_mask"][0, 0, int(cy), int(cx)] == 1.0
+    assert n_objects > 0
+
+
+def test_light_labels_by_state_and_facing():
+    cam = {"objects": [], "lights": [
+        {"name": "a", "state": "red", "box": [10, 10, 14, 20], "distance": 30.0, "visible": True, "facing": True},
+        {"name": "b", "state": "green", "box": [40, 10, 44, 20], "distance": 35.0, "visible": True, "facing": False},
+        {"name": "c", "state": "green", "box": [80, 10, 84, 20], "distance": 35.0, "visible": False, "facing": True}]}
+    lab = frame_labels(cam)
+    assert [CLASSES[c] for c in lab.cls] == ["light_red"]
+    right = RawDetections(np.array([[10, 10, 14, 20]]), np.array([CLASS_ID["light_red"]]), np.array([0.9]),
+                          np.array([30.0]))
+    wrong = RawDetections(right.boxes, np.array([CLASS_ID["light_green"]]), right.score, right.distance)
+    none = RawDetections(np.zeros((0, 4)), np.zeros(0, int), np.zeros(0), np.zeros(0))
+    assert light_accuracy([right], [lab]) == (1.0, 1.0, 1)
+    assert light_accuracy([wrong], [lab]) == (0.0, 1.0, 1)
+    assert light_accuracy([none], [lab]) == (0.0, 0.0, 1)
+
+
+def test_tiny_model_loss_falls(shard_dir):
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    ds = DetectionDataset(shard_dir, split=None)
+    model = CenterNet(TINY)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1.0)
+    rng = np.random.default_rng(0)
+    losses = [train_steps(model, ds, np.arange(len(ds)), 4, opt, sched, rng, log_every=0) for _ in range(12)]
+    assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3])
+
+
+def test_train_checkpoint_resume_and_detect(shard_dir, tmp_path):
+    train_detector(shard_dir, tmp_path, epochs=1, batch_size=4, seed=0, config=TINY)
+    first = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert first["epoch"] == 0 and len(first["history"]) == 1
+    train_detector(shard_dir, tmp_path, epochs=2, batch_size=4, seed=0, resume=True)
+    second = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert second["epoch"] == 1 and second["history"][0] == first["history"][0]
+    det = Detector.load(tmp_path / "detector.pt")
+    ds = DetectionDataset(shard_dir, split=None)
+    cam = ds.record(0)["camera"]
+    out = det.detect(ds[0][0], np.array(cam["K"]), np.array(cam["T_ego_cam"]))
+    assert all(isinstance(d, Detection2D) and d.cls in CLASSES and 0 <= d.box[0] <= d.box[2] <= 320
+               and d.distance > 0 for d in out)
+    assert (tmp_path / "detector.pt").stat().st_size < 10e6
+    with pytest.raises(ValueError, match="uint8"):
+        det.detect(ds[0][0].astype(float), np.array(cam["K"]), np.array(cam["T_ego_cam"]))
+
+
+def _frame(pred_boxes, scores, gt_boxes, ignore=None, optional=None) -> FrameEval:
+    gt = np.array(gt_boxes, float).reshape(-1, 4)
+    return FrameEval(np.array(pred_boxes, float).reshape(-1, 4), np.array(scores, float), gt,
+                     np.zeros(len(gt), bool) if ignore is None else np.array(ignore), optional)
+
+
+def test_average_precision_hand_made():
+    gt = [[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10], [60, 0, 70, 10]]
+    perfect = _frame(gt, [0.9, 0.8, 0.7, 0.6], gt)
+    assert average_precision([perfect]) == pytest.approx(1.0)
+    # split over two frames: still perfect
+    assert average_precision([_frame(gt[:2], [0.9, 0.8], gt[:2]), _frame(gt[2:], [0.7, 0.6], gt[2:])]) == 1.0
+    missed = _frame(gt[:3], [0.9, 0.8, 0.7], gt)
+    assert average_precision([missed]) == pytest.approx(0.75)
+    # a false positive ranked first: precision 1/2, 2/3, 3/4 at recall 1/4, 2/4, 3/4
+    fp_first = _frame([[100, 100, 110, 110]] + gt[:3], [0.95, 0.9, 0.8, 0.7], gt)
+    assert average_precision([fp_first]) == pytest.approx(0.25 * (3 / 4) * 3)
+    # a duplicate of a found box is a false positive ranked last: no loss in AP
+    assert average_precision([_frame(gt + [gt[0]], [0.9, 0.8, 0.7, 0.6, 0.1], gt)]) == pytest.approx(1.0)
+    # a shifted box (IoU 1/3) does not count
+    assert average_precision([_frame([[5, 0, 15, 10]], [0.9], gt[:1])]) == 0.0
+    # detections on ignored objects, and optional unmatched ones, count neither way
+    ign = _frame(gt + [[100, 100, 110, 110]], [0.5, 0.4, 0.3, 0.2, 0.99], gt + [[100, 100, 110, 110]],
+                 ignore=[False] * 4 + [True])
+    assert average_precision([ign]) == pytest.approx(1.0)
+    far = _frame(gt + [[200, 0, 210, 10]], [0.5, 0.4, 0.3, 0.2, 0.99], gt, optional=[False] * 4 + [True])
+    assert average_precision([far]) == pytest.approx(1.0)
+    assert np.isnan(average_precision([_frame([], [], [])]))
