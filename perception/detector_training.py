@@ -43,6 +43,7 @@ import torch.nn.functional as F
 
 from perception.detector import (CLASS_ID, CLASSES, LIGHT_CLASSES, STRIDE, CenterNet, Detector, DetectorConfig,
                                  RawDetections, normalise, run_model)
+from perception.training import add_training_arguments
 from sim.sensors.dataset import shard_dirs
 from sim.sensors.png import read_png
 
@@ -441,12 +442,7 @@ def _distance_error(preds: list[RawDetections], labels: list[FrameLabels], c: in
 
 def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `drivestack train detector`."""
-    parser.add_argument("--data", required=True, help="dataset folder (drivestack dataset generate)")
-    parser.add_argument("--out", required=True, help="folder for checkpoints (last.pt) and detector.pt")
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    add_training_arguments(parser, "detector.pt", batch_size=16)
     parser.add_argument("--width", type=int, default=DetectorConfig.width, help="channels of the first stage")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--time-limit", type=float, default=None, help="[min] stop after the epoch that would pass it")

@@ -31,6 +31,7 @@ import torch
 from perception.lanes import (POSITIONS, AnchorGrid, LaneDetector, LaneNet, LaneNetConfig,
                               assign_positions, encode_lanes, flip_targets, image_tensor, lane_loss,
                               load_lane_model, save_weights, to_ego)
+from perception.training import add_training_arguments
 from sim.sensors.dataset import shard_dirs
 from sim.sensors.png import read_png
 
@@ -286,12 +287,7 @@ def evaluate_lanes(model: LaneNet, data_dir: str | Path, split: str = "test", th
 
 def add_lanes_arguments(parser) -> None:
     """Arguments of `drivestack train lanes`."""
-    parser.add_argument("--data", required=True, help="dataset folder (drivestack dataset generate)")
-    parser.add_argument("--out", required=True, help="folder for checkpoints (last.pt) and weights (lanes.pt)")
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    add_training_arguments(parser, "lanes.pt", batch_size=32)
 
 
 def run_train_lanes(args) -> int:
