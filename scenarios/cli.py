@@ -52,7 +52,8 @@ def _cmd_run(args) -> int:
     out = Path(args.out)
     rows = []
     for case in cases:
-        row = run_case(case, seed=args.seed, planner=args.planner, perception=args.perception, log_dir=out / "logs")
+        row = run_case(case, seed=args.seed, planner=args.planner, perception=args.perception, log_dir=out / "logs",
+                       predictor=args.predictor)
         rows.append(row)
         status = f"error: {row['error']}" if row["error"] else f"score {row['score']:.1f}"
         print(f"  {row['scenario']} (seed {row['seed']}): {status}", file=sys.stderr, flush=True)
@@ -66,7 +67,7 @@ def _cmd_run(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from scenarios.runs import DEFAULT_PLANNER, PERCEPTIONS, PLANNERS
+    from scenarios.runs import DEFAULT_PLANNER, PERCEPTIONS, PLANNERS, PREDICTORS
 
     parser = argparse.ArgumentParser(prog="drivestack", description="autonomous-driving stack and simulator")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -76,7 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="override every scenario's seed")
     p.add_argument("--out", default="runs/latest", help="output folder for results.json and logs")
     p.add_argument("--planner", default=DEFAULT_PLANNER, choices=PLANNERS)
-    p.add_argument("--perception", default="oracle", choices=PERCEPTIONS)
+    p.add_argument("--perception", default="oracle", choices=PERCEPTIONS,
+                   help="oracle: ground truth; learned: the CNNs and lidar on rendered frames")
+    p.add_argument("--predictor", default="baseline", choices=PREDICTORS,
+                   help="baseline: map-aware modes (constant velocity for idm); learned: the trained predictor")
     p.add_argument("--sweep", action="store_true", help="expand sweep parameters into variants")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     p.set_defaults(func=_cmd_run)
@@ -96,32 +100,45 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_parser(sub)
     add_view_parsers(sub)
     add_dataset_parser(sub)
-    sub.add_parser("train", help="train a perception model: drivestack train lanes|detector --help")
-    sub.add_parser("eval", help="evaluate a perception model: drivestack eval lanes|detector --help")
+    sub.add_parser("train", help="train a model: drivestack train lanes|detector|predictor --help")
+    sub.add_parser("eval", help="evaluate: drivestack eval lanes|detector|perception|prediction --help")
     return parser
 
 
-def build_learning_parser() -> argparse.ArgumentParser:
-    """`drivestack train lanes|detector` and `drivestack eval lanes|detector` (these import torch)."""
-    from perception.detector_training import (add_detector_arguments, add_eval_detector_arguments,
-                                              run_eval_detector, run_train_detector)
-    from perception.lane_training import add_eval_lanes_arguments, add_lanes_arguments, run_eval_lanes, run_train_lanes
+# (command, model) -> "module:add_arguments_function:run_function"; each module owns its options.
+# These import torch, so they are looked up only when `train` or `eval` is asked for.
+LEARNING_COMMANDS = {
+    ("train", "lanes"): "perception.lane_training:add_lanes_arguments:run_train_lanes",
+    ("eval", "lanes"): "perception.lane_training:add_eval_lanes_arguments:run_eval_lanes",
+    ("train", "detector"): "perception.detector_training:add_detector_arguments:run_train_detector",
+    ("eval", "detector"): "perception.detector_training:add_eval_detector_arguments:run_eval_detector",
+    ("eval", "perception"): "perception.evaluation:add_eval_perception_arguments:run_eval_perception",
+    ("train", "predictor"): "planning.prediction_training:add_train_predictor_arguments:run_train_predictor",
+    ("eval", "prediction"): "planning.prediction_training:add_eval_prediction_arguments:run_eval_prediction",
+}
 
-    parser = argparse.ArgumentParser(prog="drivestack", description="train and evaluate the perception models")
+
+def build_learning_parser() -> argparse.ArgumentParser:
+    """`drivestack train MODEL` and `drivestack eval WHAT` from LEARNING_COMMANDS."""
+    import importlib
+
+    parser = argparse.ArgumentParser(prog="drivestack", description="train and evaluate the learned models")
     sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train a perception model on `drivestack dataset generate` output")
-    evaluate = sub.add_parser("eval", help="evaluate a perception model on a dataset's test split")
-    train_sub = train.add_subparsers(dest="model", required=True)
-    eval_sub = evaluate.add_subparsers(dest="model", required=True)
-    for name, add_train, run_train, add_eval, run_eval in (
-            ("lanes", add_lanes_arguments, run_train_lanes, add_eval_lanes_arguments, run_eval_lanes),
-            ("detector", add_detector_arguments, run_train_detector, add_eval_detector_arguments, run_eval_detector)):
-        p = train_sub.add_parser(name)
-        add_train(p)
-        p.set_defaults(func=run_train)
-        p = eval_sub.add_parser(name)
-        add_eval(p)
-        p.set_defaults(func=run_eval)
+    groups = {}
+    for command, help_text in (("train", "train a model on `drivestack dataset generate` output"),
+                               ("eval", "evaluate a model on held-out data")):
+        groups[command] = sub.add_parser(command, help=help_text).add_subparsers(dest="model", required=True)
+    for (command, name), target in LEARNING_COMMANDS.items():
+        module, add, run = target.split(":")
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name != module:
+                raise
+            continue  # a model whose module is not installed in this build
+        p = groups[command].add_parser(name)
+        getattr(mod, add)(p)
+        p.set_defaults(func=getattr(mod, run))
     return parser
 
 

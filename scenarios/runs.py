@@ -17,7 +17,8 @@ from scenarios.metrics import compute_metrics
 
 PLANNERS = ("idm", "lattice")  # the shipped planners, for the command line
 DEFAULT_PLANNER = "lattice"  # the product's planner; "idm" is the reference baseline
-PERCEPTIONS = ("oracle",)
+PERCEPTIONS = ("oracle", "learned")  # "learned" drives on rendered camera and lidar frames
+PREDICTORS = ("baseline", "learned")  # "baseline": the planner's reference predictor (see PREDICTOR_FACTORIES)
 
 
 def _idm(vehicle=None):
@@ -43,21 +44,55 @@ def make_planner(name: str, vehicle=None):
     return factory(vehicle)
 
 
-def make_stack(world, planner: str = DEFAULT_PLANNER, perception: str = "oracle"):
-    from control.tracking import TrackingController
+def _oracle_perception(world):
     from perception.oracle import OraclePerception
+
+    noise = world.scenario.perception_noise
+    return OraclePerception(noise.position, noise.velocity, noise.range, seed=world.sensor_seed)
+
+
+def _learned_perception(world):
+    from perception.learned import LearnedPerception
+
+    return LearnedPerception.for_world(world)
+
+
+# perception name -> factory(world) -> callable(world) -> PerceptionOutput
+PERCEPTION_FACTORIES: dict[str, Callable] = {"oracle": _oracle_perception, "learned": _learned_perception}
+
+
+def _baseline_predictor(world, planner: str):
     from planning.map_prediction import MapAwarePredictor
     from planning.prediction import ConstantVelocityPredictor
+
+    # the IDM baseline keeps the baseline's constant-velocity prediction; the lattice planner gets map-aware modes
+    return ConstantVelocityPredictor() if planner == "idm" else MapAwarePredictor(world.road)
+
+
+def _learned_predictor(world, planner: str):
+    from planning.learned_prediction import LearnedPredictor
+
+    return LearnedPredictor.shipped(world.road)
+
+
+# predictor name -> factory(world, planner name) -> Predictor
+PREDICTOR_FACTORIES: dict[str, Callable] = {"baseline": _baseline_predictor, "learned": _learned_predictor}
+
+
+def _pick(table: dict, kind: str, name: str):
+    if name not in table:
+        raise ValueError(f"unknown {kind} '{name}'; expected one of {sorted(table)}")
+    return table[name]
+
+
+def make_stack(world, planner: str = DEFAULT_PLANNER, perception: str = "oracle", predictor: str = "baseline"):
+    from control.tracking import TrackingController
     from sim.runner import Stack
 
-    if perception != "oracle":
-        raise ValueError(f"unknown perception '{perception}'; expected one of {list(PERCEPTIONS)}")
-    noise = world.scenario.perception_noise
-    perceive = OraclePerception(noise.position, noise.velocity, noise.range, seed=world.sensor_seed)
-    # the IDM baseline keeps the baseline's constant-velocity prediction; the lattice planner gets map-aware modes
-    predictor = ConstantVelocityPredictor() if planner == "idm" else MapAwarePredictor(world.road)
-    return Stack(perception=perceive, predictor=predictor, planner=make_planner(planner, world.scenario.ego.vehicle),
-                 controller=TrackingController(), perception_name=perception)
+    perceive = _pick(PERCEPTION_FACTORIES, "perception", perception)(world)
+    predict = _pick(PREDICTOR_FACTORIES, "predictor", predictor)(world, planner)
+    return Stack(perception=perceive, predictor=predict, planner=make_planner(planner, world.scenario.ego.vehicle),
+                 controller=TrackingController(), perception_name=perception, predictor_name=predictor)
 
 
 def ego_route(world):
@@ -76,7 +111,7 @@ def suite_of(case: ScenarioCase) -> str:
 
 
 def run_case(case: ScenarioCase, seed: int | None = None, planner: str = DEFAULT_PLANNER, perception: str = "oracle",
-             log_dir: str | Path | None = None) -> dict:
+             log_dir: str | Path | None = None, predictor: str = "baseline") -> dict:
     """One closed-loop run: a result row (see results.json in the README)."""
     from sim.runner import run_closed_loop
     from sim.world import World
@@ -84,14 +119,19 @@ def run_case(case: ScenarioCase, seed: int | None = None, planner: str = DEFAULT
     scn = case.scenario
     row = {"scenario": scn.name, "family": case.family, "suite": suite_of(case), "file": case.path,
            "seed": int(scn.seed if seed is None else seed), "variant": case.variant, "planner": planner,
-           "perception": perception, "score": None, "passed": False, "metrics": {}, "failures": [],
-           "error": None, "log": None}
+           "perception": perception, "predictor": predictor, "score": None, "passed": False, "metrics": {},
+           "failures": [], "error": None, "log": None}
     start = time.perf_counter()
     try:
         world = World(scn, row["seed"])
         route = ego_route(world)
-        stack = make_stack(world, planner, perception)
-        log = run_closed_loop(world, stack, route)
+        stack = make_stack(world, planner, perception, predictor)
+        try:
+            log = run_closed_loop(world, stack, route)
+        finally:
+            close = getattr(stack.perception, "close", None)
+            if close is not None:  # learned perception holds sensor threads and a ray-casting helper
+                close()
         result = compute_metrics(log, world.road, scn.criteria.model_dump())
         row.update(score=float(result.score), passed=bool(result.passed),
                    metrics={k: _jsonable(v) for k, v in result.metrics.items()},

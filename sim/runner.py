@@ -36,6 +36,7 @@ class Stack:
     planner: object  # .plan(PlannerInput) -> Trajectory, .name
     controller: object  # .step(ego, trajectory, state) -> (Control, state)
     perception_name: str = "oracle"
+    predictor_name: str = "baseline"
 
 
 class ClosedLoop:
@@ -158,6 +159,7 @@ class ClosedLoop:
             goal_s=float(route.goal_s), stack_t=self._stack_t[:K].copy(), controls=self._controls[:K].copy(),
             timings=self._timings[:K].copy(), behaviour=self._behaviour[:K], plans=self._plans[:K].copy(),
             meta={"planner": stack.planner.name, "perception": stack.perception_name,
+                  "predictor": stack.predictor_name,
                   "events": [list(e) for e in world.fired],
                   "collisions": [[t, world.names[i], world.names[j]] for t, i, j in world.collisions]},
         )
