@@ -38,6 +38,8 @@ class TrackerConfig:
     gate: float = CHI2_GATE_2DOF_99  # squared Mahalanobis distance; farther pairs never match
     hits_to_confirm: int = 3  # M: a track is reported after this many matched detections
     misses_to_delete: int = 3  # K: a track is deleted after this many updates in a row without a match
+    size_smoothing: float = 0.3  # weight of a new detection's length and width in the track's running size
+    heading_speed: float = 2.0  # [m/s] above this a track's heading is its velocity's; below, its detections'
 
     def __post_init__(self):
         for name in ("accel_noise", "meas_noise", "init_speed_std", "gate"):
@@ -48,6 +50,8 @@ class TrackerConfig:
             value = getattr(self, name)
             if not (isinstance(value, int) and value >= 1):
                 raise ValueError(f"TrackerConfig.{name}: expected an int >= 1, got {value!r}")
+        if not 0.0 < self.size_smoothing <= 1.0:
+            raise ValueError(f"TrackerConfig.size_smoothing: expected a number in (0, 1], got {self.size_smoothing!r}")
 
 
 @dataclass
@@ -55,10 +59,19 @@ class Track:
     id: int
     mean: np.ndarray  # (4,) x, y [m], vx, vy [m/s], world frame
     cov: np.ndarray  # (4, 4)
-    det: Detection  # the last matched detection, in the world frame (yaw, size, class)
+    det: Detection  # the last matched detection, in the world frame
     hits: int = 1
     misses: int = 0
     confirmed: bool = False
+    size: tuple[float, float] = (0.0, 0.0)  # [m] running length and width
+    votes: dict = field(default_factory=dict)  # class -> summed detection scores; the track's class is the top one
+
+    def absorb(self, d: Detection, smoothing: float) -> None:
+        """Fold a matched detection's class and size into the track's."""
+        self.det = d
+        self.votes[d.cls] = self.votes.get(d.cls, 0.0) + d.score
+        a = smoothing
+        self.size = ((1.0 - a) * self.size[0] + a * d.length, (1.0 - a) * self.size[1] + a * d.width)
 
 
 H = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]])  # measures x, y
@@ -131,7 +144,8 @@ class Tracker:
         for i, j in pairs:
             tr, d = self.tracks[i], dets[j]
             tr.mean, tr.cov = correct(tr.mean, tr.cov, np.array([d.x, d.y]), R)
-            tr.det, tr.hits, tr.misses = d, tr.hits + 1, 0
+            tr.absorb(d, cfg.size_smoothing)
+            tr.hits, tr.misses = tr.hits + 1, 0
             tr.confirmed = tr.confirmed or tr.hits >= cfg.hits_to_confirm
         for i, tr in enumerate(self.tracks):
             if i not in matched_tracks:
@@ -147,12 +161,16 @@ class Tracker:
         cov[:2, :2] = R
         cov[2, 2] = cov[3, 3] = self.config.init_speed_std ** 2
         tr = Track(id=self.next_id, mean=np.array([d.x, d.y, 0.0, 0.0]), cov=cov, det=d,
-                   confirmed=self.config.hits_to_confirm <= 1)
+                   confirmed=self.config.hits_to_confirm <= 1, size=(d.length, d.width), votes={d.cls: d.score})
         self.next_id += 1
         return tr
 
-    @staticmethod
-    def _report(tr: Track) -> TrackedObject:
+    def _report(self, tr: Track) -> TrackedObject:
         x, y, vx, vy = (float(v) for v in tr.mean)
-        return TrackedObject(id=tr.id, cls=tr.det.cls, x=x, y=y, yaw=tr.det.yaw, vx=vx, vy=vy,
-                             length=tr.det.length, width=tr.det.width, covariance=tr.cov)
+        yaw = tr.det.yaw
+        if math.hypot(vx, vy) > self.config.heading_speed or not math.isfinite(yaw):
+            yaw = math.atan2(vy, vx)
+        cls = max(tr.votes, key=lambda c: (tr.votes[c], -c))
+        return TrackedObject(id=tr.id, cls=int(cls), x=x, y=y, yaw=yaw, vx=vx, vy=vy,
+                             length=tr.size[0], width=tr.size[1], covariance=tr.cov,
+                             score=min(1.0, sum(tr.votes.values()) / tr.hits))

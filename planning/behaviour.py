@@ -95,7 +95,8 @@ def light_walls(inp: PlannerInput, ego_s: float, front: float) -> list[Wall]:
         if state == "green":
             continue
         needed = v * v / (2.0 * max(gap, 0.1))  # deceleration needed to stop at the line
-        if state == "yellow" and needed > YELLOW_STOP_DECEL:
+        # a light whose head is in view but unread is treated like yellow: stop if that is comfortable
+        if state in ("yellow", "unknown") and needed > YELLOW_STOP_DECEL:
             continue
         if state == "red" and needed > MAX_STOP_DECEL and gap < v * 1.0:
             continue

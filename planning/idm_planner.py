@@ -237,7 +237,7 @@ def stop_line_stops(route: Route, light_states: dict, s_ego: float, v_ego: float
                 out.append(VirtualStop(rest=rest, hard=stop.s, why="stop_sign"))
             continue
         state = light_states.get(stop.light, "green")
-        if state == "yellow" and need <= cfg.yellow_max_decel:
+        if state in ("yellow", "unknown") and need <= cfg.yellow_max_decel:  # unknown: a head in view, unread
             out.append(VirtualStop(rest=rest, hard=stop.s, why="yellow_light"))
         elif state == "red":
             too_late = need > cfg.max_decel or (committed and need > cfg.yellow_max_decel)

@@ -86,6 +86,7 @@ class TrackedObject:
     width: float  # [m]
     covariance: np.ndarray = field(default_factory=lambda: np.eye(4) * 0.01)  # (4, 4) over x, y, vx, vy
     relevance: float = 1.0  # [0, 1] from the attention module; 1 when attention is off
+    score: float = 1.0  # [0, 1] confidence that the object exists (learned perception's mean detection score)
 
     def __post_init__(self):
         _freeze_fields(self, ("covariance",))
@@ -111,7 +112,8 @@ class PerceptionOutput:
     t: float  # [s]
     objects: tuple[TrackedObject, ...]
     lanes: tuple[LaneEstimate, ...] = ()
-    light_states: dict = field(default_factory=dict)  # light name -> "green" | "yellow" | "red"
+    # light name -> "green" | "yellow" | "red" | "unknown" (a head in view whose lamp could not be read)
+    light_states: dict = field(default_factory=dict)
     attention: np.ndarray | None = None  # (h, w) map summing to 1, or None
     latency: float = 0.0  # [s]
     range: float = float("inf")  # [m] objects beyond this distance are not reported
