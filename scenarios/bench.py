@@ -62,8 +62,8 @@ BACKENDS = ("local", "ray")
 NON_DETERMINISTIC_FIELDS = ("wall_time", "plan_ms_median", "log")  # wall-clock figures and the output path
 POLL_INTERVAL = 0.2  # [s] how often the scheduler looks at the clock when no run finishes
 KILL_GRACE = 0.5  # [s] after its timeout a worker gets this long to dump its stack before it is killed
-CSV_FIELDS = ("scenario", "family", "suite", "file", "seed", "variant", "planner", "perception", "predictor", "score",
-              "passed",
+CSV_FIELDS = ("scenario", "family", "suite", "file", "seed", "variant", "planner", "perception", "predictor",
+              "attention", "score", "passed",
               "error", "failed_metrics", "log", "plan_ms_median", "wall_time")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -83,6 +83,7 @@ class RunTask:
     perception: str
     log_dir: str | None
     predictor: str = "baseline"
+    attention: bool = False
 
 
 @dataclass(frozen=True)
@@ -114,16 +115,16 @@ class BenchRun:
 
 
 def make_tasks(cases: list[ScenarioCase], seed: int | None = None, planner: str = DEFAULT_PLANNER,
-               perception: str = "oracle", log_dir: str | Path | None = None, predictor: str = "baseline"
-               ) -> list[RunTask]:
+               perception: str = "oracle", log_dir: str | Path | None = None, predictor: str = "baseline",
+               attention: bool = False) -> list[RunTask]:
     log = None if log_dir is None else str(log_dir)
-    return [RunTask(i, case, seed, planner, perception, log, predictor) for i, case in enumerate(cases)]
+    return [RunTask(i, case, seed, planner, perception, log, predictor, attention) for i, case in enumerate(cases)]
 
 
 def execute(task: RunTask) -> dict:
     """One run, in a worker: run_case turns an exception or a non-finite score into an error row."""
     return run_case(task.case, seed=task.seed, planner=task.planner, perception=task.perception,
-                    log_dir=task.log_dir, predictor=task.predictor)
+                    log_dir=task.log_dir, predictor=task.predictor, attention=task.attention)
 
 
 def error_row(task: RunTask, error: str, trace: str, wall_time: float) -> dict:
@@ -131,7 +132,8 @@ def error_row(task: RunTask, error: str, trace: str, wall_time: float) -> dict:
     scn = task.case.scenario
     return {"scenario": scn.name, "family": task.case.family, "suite": suite_of(task.case), "file": task.case.path,
             "seed": int(scn.seed if task.seed is None else task.seed), "variant": task.case.variant,
-            "planner": task.planner, "perception": task.perception, "predictor": task.predictor, "score": 0.0, "passed": False, "metrics": {},
+            "planner": task.planner, "perception": task.perception, "predictor": task.predictor,
+            "attention": task.attention, "score": 0.0, "passed": False, "metrics": {},
             "failures": [], "error": error, "log": None, "traceback": trace, "wall_time": wall_time}
 
 
@@ -588,6 +590,7 @@ def add_bench_parser(sub) -> None:
     p.add_argument("--ray-address", default=None, help="Ray cluster address (default: start Ray locally)")
     p.add_argument("--perception", default="oracle", help="perception: oracle or learned (default: oracle)")
     p.add_argument("--predictor", default="baseline", help="predictor: baseline or learned (default: baseline)")
+    p.add_argument("--attention", default="off", choices=("on", "off"), help="goal-driven attention (default: off)")
     p.add_argument("--planner", default=DEFAULT_PLANNER, help=f"planner name (default: {DEFAULT_PLANNER})")
     p.add_argument("--planner-module", action="append", default=[], metavar="MODULE",
                    help="import MODULE (dotted name or .py file) in every worker first, so it can register "
@@ -650,7 +653,7 @@ def cmd_bench(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tasks = make_tasks(cases, seed=args.seed, planner=args.planner, perception=args.perception,
-                       log_dir=out / "logs", predictor=args.predictor)
+                       log_dir=out / "logs", predictor=args.predictor, attention=args.attention == "on")
     try:
         run = run_tasks(tasks, options, Progress(len(tasks)))
     except BenchError as err:
@@ -661,7 +664,8 @@ def cmd_bench(args) -> int:
     info = {"paths": list(args.paths), "sweep": args.sweep, "cases": len(cases), "finished": len(run.rows),
             "interrupted": run.interrupted, "backend": run.backend, "workers": run.workers,
             "wall_time": run.wall_time, "timeout": options.timeout, "planner": args.planner,
-            "perception": args.perception, "predictor": args.predictor, "baseline": args.baseline, "tolerance": args.tolerance}
+            "perception": args.perception, "predictor": args.predictor, "attention": args.attention,
+            "baseline": args.baseline, "tolerance": args.tolerance}
     results = write_results_json(run, info, out / "results.json")
     write_csv(run.rows, out / "results.csv")
     report = write_report(out / "report.html", run.rows, deltas=deltas, info=info)

@@ -53,7 +53,7 @@ def _cmd_run(args) -> int:
     rows = []
     for case in cases:
         row = run_case(case, seed=args.seed, planner=args.planner, perception=args.perception, log_dir=out / "logs",
-                       predictor=args.predictor)
+                       predictor=args.predictor, attention=args.attention == "on")
         rows.append(row)
         status = f"error: {row['error']}" if row["error"] else f"score {row['score']:.1f}"
         print(f"  {row['scenario']} (seed {row['seed']}): {status}", file=sys.stderr, flush=True)
@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="oracle: ground truth; learned: the CNNs and lidar on rendered frames")
     p.add_argument("--predictor", default="baseline", choices=PREDICTORS,
                    help="baseline: map-aware modes (constant velocity for idm); learned: the trained predictor")
+    p.add_argument("--attention", default="off", choices=("on", "off"),
+                   help="goal-driven visual attention: weigh objects by their relevance to the route")
     p.add_argument("--sweep", action="store_true", help="expand sweep parameters into variants")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     p.set_defaults(func=_cmd_run)
@@ -100,8 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_parser(sub)
     add_view_parsers(sub)
     add_dataset_parser(sub)
-    sub.add_parser("train", help="train a model: drivestack train lanes|detector|predictor --help")
-    sub.add_parser("eval", help="evaluate: drivestack eval lanes|detector|perception|prediction --help")
+    sub.add_parser("train", help="train a model: drivestack train lanes|detector|predictor|attention --help")
+    sub.add_parser("eval", help="evaluate: drivestack eval lanes|detector|perception|prediction|attention --help")
     return parser
 
 
@@ -115,6 +117,8 @@ LEARNING_COMMANDS = {
     ("eval", "perception"): "perception.evaluation:add_eval_perception_arguments:run_eval_perception",
     ("train", "predictor"): "planning.prediction_training:add_train_predictor_arguments:run_train_predictor",
     ("eval", "prediction"): "planning.prediction_training:add_eval_prediction_arguments:run_eval_prediction",
+    ("train", "attention"): "perception.attention_training:add_train_attention_arguments:run_train_attention",
+    ("eval", "attention"): "perception.attention_training:add_eval_attention_arguments:run_eval_attention",
 }
 
 

@@ -85,14 +85,22 @@ def _pick(table: dict, kind: str, name: str):
     return table[name]
 
 
-def make_stack(world, planner: str = DEFAULT_PLANNER, perception: str = "oracle", predictor: str = "baseline"):
+def make_stack(world, planner: str = DEFAULT_PLANNER, perception: str = "oracle", predictor: str = "baseline",
+               attention: bool = False):
+    """The stack for one run. `attention` wraps the perception in the goal-driven attention module, which
+    weighs every object by its relevance to the ego's route (perception/attentive.py)."""
     from control.tracking import TrackingController
     from sim.runner import Stack
 
     perceive = _pick(PERCEPTION_FACTORIES, "perception", perception)(world)
+    if attention:
+        from perception.attentive import AttentivePerception
+
+        perceive = AttentivePerception.for_world(perceive, world, ego_route(world))
     predict = _pick(PREDICTOR_FACTORIES, "predictor", predictor)(world, planner)
     return Stack(perception=perceive, predictor=predict, planner=make_planner(planner, world.scenario.ego.vehicle),
-                 controller=TrackingController(), perception_name=perception, predictor_name=predictor)
+                 controller=TrackingController(), perception_name=perception + ("+attention" if attention else ""),
+                 predictor_name=predictor)
 
 
 def ego_route(world):
@@ -111,7 +119,7 @@ def suite_of(case: ScenarioCase) -> str:
 
 
 def run_case(case: ScenarioCase, seed: int | None = None, planner: str = DEFAULT_PLANNER, perception: str = "oracle",
-             log_dir: str | Path | None = None, predictor: str = "baseline") -> dict:
+             log_dir: str | Path | None = None, predictor: str = "baseline", attention: bool = False) -> dict:
     """One closed-loop run: a result row (see results.json in the README)."""
     from sim.runner import run_closed_loop
     from sim.world import World
@@ -119,13 +127,13 @@ def run_case(case: ScenarioCase, seed: int | None = None, planner: str = DEFAULT
     scn = case.scenario
     row = {"scenario": scn.name, "family": case.family, "suite": suite_of(case), "file": case.path,
            "seed": int(scn.seed if seed is None else seed), "variant": case.variant, "planner": planner,
-           "perception": perception, "predictor": predictor, "score": None, "passed": False, "metrics": {},
+           "perception": perception, "predictor": predictor, "attention": attention, "score": None, "passed": False, "metrics": {},
            "failures": [], "error": None, "log": None}
     start = time.perf_counter()
     try:
         world = World(scn, row["seed"])
         route = ego_route(world)
-        stack = make_stack(world, planner, perception, predictor)
+        stack = make_stack(world, planner, perception, predictor, attention)
         try:
             log = run_closed_loop(world, stack, route)
         finally:
