@@ -15,24 +15,28 @@ import dataclasses  # noqa: E402
 import math  # noqa: E402
 import re  # noqa: E402
 import stat  # noqa: E402
+import threading  # noqa: E402
 from pathlib import Path  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pygame  # noqa: E402
 import pytest  # noqa: E402
 
 from scenarios.loader import load_scenario, shipped_suites_dir  # noqa: E402
-from scenarios.runs import ego_route, make_stack  # noqa: E402
+from scenarios.runs import PERCEPTION_FACTORIES, ego_route, make_stack  # noqa: E402
 from scenarios.schema import Scenario  # noqa: E402
 from sim.log import RunLog  # noqa: E402
 from sim.runner import run_closed_loop  # noqa: E402
-from sim.types import CAR, EgoState  # noqa: E402
+from sim.types import CAR, PEDESTRIAN, EgoState, LaneEstimate, PerceptionOutput  # noqa: E402
 from sim.view import replay as replay_module  # noqa: E402
 from sim.view import style  # noqa: E402
 from sim.view.cli import add_view_parsers  # noqa: E402
-from sim.view.draw import Renderer, slider_track  # noqa: E402
-from sim.view.frame import (ActorLayer, FrameData, Hud, PredictionLayer, SensorImages, ViewState,  # noqa: E402
-                            read_sensors)
+from sim.view.async_perception import AsyncPerception  # noqa: E402
+from sim.view.draw import Renderer, fit_image, panel_content, slider_track  # noqa: E402
+from sim.view.frame import (LAYERS, ActorLayer, CameraOverlay, FrameData, Hud, LidarOverlay,  # noqa: E402
+                            PredictionLayer, SensorImages, ViewState, project_to_image, read_sensors,
+                            sensors_from_record)
 from sim.view.layout import Viewport, box_corners  # noqa: E402
 from sim.view.live import LiveView  # noqa: E402
 from sim.runner import ClosedLoop  # noqa: E402
@@ -172,15 +176,57 @@ def test_number_keys_set_the_simulation_speed(straight, clock):
     assert math.isinf(straight.rate)
 
 
-def test_restart_and_perception_toggle(straight, clock):
+def test_restart_and_perception_toggle(straight, clock, slow_learned):
+    slow_learned.release.set()  # a perception that keeps up
     advance(straight, clock, 1.0)
     key(pygame.K_l)
     straight.process_events()
-    assert straight.perception_name == "oracle"
-    assert "learned perception: not available" in straight.status
+    assert straight.perception_name == "learned" and straight.status == "perception: learned"
+    assert isinstance(straight.stack.perception, AsyncPerception) and straight.loop.stack is straight.stack
+    assert straight.sensor_feed is None  # the panels show the frames perception used
+    t0 = straight.world.t
+    advance(straight, clock, 0.5)
+    assert straight.world.t == pytest.approx(t0 + 0.5)  # the world goes on where it was
+
+    key(pygame.K_l)
+    straight.process_events()
+    assert straight.perception_name == "oracle" and straight.sensor_feed is not None
+    assert slow_learned.closed == 1  # the worker stopped and the rig closed
+    key(pygame.K_l)
     key(pygame.K_r)
     straight.process_events()
     assert straight.world.t == 0.0 and straight.loop.k == 0
+    assert slow_learned.closed == 2 and isinstance(straight.stack.perception, AsyncPerception)
+    straight.close()
+    assert slow_learned.closed == 3
+
+
+def test_slow_learned_perception_drops_frames_and_never_slows_the_simulation(clock, tmp_path, slow_learned):
+    app = LiveView(straight_road(), planner="idm", perception="learned", size=SIZE, clock=clock,
+                   screenshot_dir=tmp_path)
+    perception = app.stack.perception
+    assert isinstance(perception, AsyncPerception)
+    advance(app, clock, 2.0)  # perception is stuck on its first frame all along
+    assert app.world.t == pytest.approx(2.0)
+    assert app.loop.cycles == 20 and perception.submitted == 1 and perception.dropped == 19
+    assert app.loop.perception.objects == ()  # nothing finished yet: the stack plans on an empty output
+    frame = app.draw()
+    assert frame.hud.perception_frames == "19 of 20 dropped"
+    assert frame.sensors.camera is None and "not finished" in frame.sensors.camera_note
+
+    slow_learned.release.set()  # perception catches up
+    assert perception.wait(timeout=5.0)
+    assert perception.output.t == 0.0 and perception.latency_ms > 0
+    advance(app, clock, 1.0)
+    assert app.world.t == pytest.approx(3.0)
+    perception.wait(timeout=5.0)
+    frame = app.draw()
+    assert perception.submitted >= 2 and perception.frames == app.loop.cycles
+    assert frame.sensors.camera.shape == (16, 32, 3) and frame.sensors.source == "perceived"
+    assert frame.hud.perception_frames == f"{perception.dropped} of {perception.frames} dropped"
+    assert dict(frame.hud.latency_ms)["perception"] == perception.latency_ms
+    app.close()
+    assert slow_learned.closed == 1
 
 
 def test_layer_keys_and_help_change_what_the_frame_shows(straight):
@@ -303,6 +349,108 @@ def test_every_predicted_mode_and_the_candidate_fan_are_drawn():
     assert colour(turning[15]) == style.dim(style.CLASS_COLOUR[CAR], 0.45 + 0.55 * 0.3)
     assert colour(straight_on[25]) == style.dim(style.CLASS_COLOUR[CAR], 0.45 + 0.55 * 0.7)
     assert colour(fan[0][20]) == style.CANDIDATE
+
+
+def test_perception_overlays_are_drawn_where_the_camera_saw_them():
+    renderer = Renderer(World(straight_road()).road)
+    surface = pygame.Surface(SIZE)
+    grey = (90, 90, 90)
+    image = np.full((160, 320, 3), grey, dtype=np.uint8)
+    K, T_ego_cam = _camera_calibration()
+    lane = project_to_image(np.column_stack([np.linspace(6, 40, 18), np.full(18, 1.75)]), K, T_ego_cam)
+    attention = np.zeros((9, 16))
+    attention[1, 2] = 1.0  # the top-left of the image, away from the box and the lane
+    overlay = CameraOverlay(boxes=[[200.0, 60.0, 260.0, 100.0]], labels=("car",), scores=[0.9], lanes=tuple(lane),
+                            head_boxes=[[120.0, 20.0, 126.0, 36.0]], head_states=("red",), attention=attention)
+    fused = LidarOverlay(boxes=[[20.0, 0.0, 0.0, 4.6, 1.9], [10.0, 5.0, 0.0, 0.6, 0.6]], cls=[CAR, PEDESTRIAN])
+    sensors = SensorImages(camera=image, lidar=np.zeros((0, 4)), camera_overlay=overlay, lidar_overlay=fused)
+    frame = _frame(sensors)
+    layout = renderer.render(surface, frame)
+    placed = fit_image(panel_content(layout.camera), 320, 160)
+    k = placed.w / 320
+
+    def at(u: float, v: float) -> tuple:
+        return tuple(surface.get_at((math.floor(placed.x + u * k), math.floor(placed.y + v * k))))[:3]
+
+    def near(u: float, v: float, colour) -> bool:
+        x, y = math.floor(placed.x + u * k), math.floor(placed.y + v * k)
+        return any(tuple(surface.get_at((x + dx, y + dy)))[:3] == colour for dx in (-1, 0, 1) for dy in (-1, 0, 1))
+
+    assert at(200.0, 80.0) == style.CLASS_COLOUR[CAR]  # the box's left edge
+    assert at(230.0, 80.0) == grey  # its inside is the image
+    u, v = lane[0][len(lane[0]) // 2]
+    assert u < 160 and v > 80  # the left lane line: left of the image's centre, below the horizon
+    assert near(u, v, style.LANE_SEEN)
+    assert near(123.0, 20.0 - 3 / k, style.LIGHT["red"])  # the head's frame, 3 px out from its box
+    hot = at(2.5 * 320 / 16, 1.5 * 160 / 9)
+    assert hot[0] > grey[0] + 40 and hot[2] < grey[2] - 20  # the heatmap's peak tints the image red-yellow
+    assert at(14.5 * 320 / 16, 7.5 * 160 / 9) == grey  # no attention, no tint
+
+    lidar = panel_content(layout.lidar)
+    scale = 0.5 * min(lidar.w, lidar.h) / 50.0  # [px/m] LIDAR_RANGE
+    front = (lidar.x + lidar.w / 2, lidar.y + lidar.h / 2 - 22.3 * scale)  # the car's front edge, 22.3 m ahead
+    assert any(tuple(surface.get_at((int(front[0]), int(front[1]) + d)))[:3] == style.CLASS_COLOUR[CAR]
+               for d in (-1, 0, 1))
+
+    hidden = frozenset(LAYERS) - {"detections", "lanes seen", "heads read", "attention", "fused objects"}
+    renderer.render(surface, dataclasses.replace(frame, view=dataclasses.replace(frame.view, layers=hidden)))
+    assert at(200.0, 80.0) == grey and not near(u, v, style.LANE_SEEN)
+    assert at(2.5 * 320 / 16, 1.5 * 160 / 9) == grey
+
+
+def test_lane_lines_project_through_the_camera_calibration():
+    K, T_ego_cam = _camera_calibration()
+    cam = T_ego_cam[:3, 3]
+    # a point straight ahead of the camera, on the optical axis's ground-level image column
+    far = project_to_image([[cam[0] + 1e4, cam[1]], [cam[0] + 2e4, cam[1]]], K, T_ego_cam)[0]
+    assert far[:, 0] == pytest.approx(K[0, 2], abs=1e-6)  # centre column: u = cx
+    # a point 10 m ahead on the left appears left of the centre and below the horizon
+    (u, v), = project_to_image([[10.0, 2.0], [10.0, 2.0]], K, T_ego_cam)[0][:1]
+    assert u < K[0, 2] and v > K[1, 2]
+    # behind the camera: left out, splitting the line
+    runs = project_to_image([[10.0, 0.0], [20.0, 0.0], [-5.0, 0.0], [30.0, 0.0], [40.0, 0.0]], K, T_ego_cam)
+    assert [len(r) for r in runs] == [2, 2]
+
+
+def test_sensors_from_record_takes_what_perception_saw():
+    K, T_ego_cam = _camera_calibration()
+    record = SimpleNamespace(
+        camera=SimpleNamespace(image=np.zeros((160, 320, 3), np.uint8), K=K, T_ego_cam=T_ego_cam),
+        lidar=SimpleNamespace(points=np.ones((7, 4), np.float32)),
+        detections=[SimpleNamespace(box=(1.0, 2.0, 3.0, 4.0), cls="light_green", score=0.8, distance=30.0)],
+        lanes=(LaneEstimate(xy=np.column_stack([np.linspace(5, 30, 6), np.full(6, 1.75)]), marking="solid",
+                            position=-1, confidence=0.9),),
+        heads=[("north", np.array([5.0, 6.0, 7.0, 9.0]), "green", 0.95)],
+        fusion=SimpleNamespace(detections=(SimpleNamespace(x=12.0, y=1.0, yaw=0.1, length=4.5, width=1.8, cls=CAR),)))
+    sensors = sensors_from_record(record, attention=np.full((2, 2), 0.25))
+    ov = sensors.camera_overlay
+    assert ov.labels == ("light_green",) and ov.boxes.tolist() == [[1.0, 2.0, 3.0, 4.0]]
+    assert len(ov.lanes) == 1 and ov.lanes[0].shape == (6, 2) and ov.head_states == ("green",)
+    assert ov.attention.shape == (2, 2) and not ov.boxes.flags.writeable
+    assert sensors.lidar.shape == (7, 4) and sensors.lidar_overlay.boxes.tolist() == [[12.0, 1.0, 0.1, 4.5, 1.8]]
+    assert sensors_from_record(None).camera is None
+
+
+def test_learned_perception_boxes_show_on_the_camera_panel(clock, tmp_path):
+    """The real pipeline (CNNs loaded once), in step for a deterministic frame: a car ahead is boxed."""
+    scenario = load_scenario(next(shipped_suites_dir().glob("*/cut_in_close.yaml")))
+    app = LiveView(scenario, planner="idm", perception="learned", size=SIZE, clock=clock, screenshot_dir=tmp_path,
+                   perception_off_clock=False)
+    try:
+        app.step()  # one stack cycle
+        frame = app.draw()
+    finally:
+        app.close()
+    ov = frame.sensors.camera_overlay
+    cars = [box for box, cls in zip(ov.boxes, ov.labels) if cls == "car"]
+    assert cars and len(ov.lanes) >= 2
+    assert np.array_equal(frame.sensors.camera, app.stack.perception.last.camera.image)
+    placed = fit_image(panel_content(app.layout.camera), 320, 160)
+    k = placed.w / 320
+    u0, v0, u1, v1 = cars[0]
+    left = (math.floor(placed.x + u0 * k), math.floor(placed.y + 0.5 * (v0 + v1) * k))
+    assert tuple(app.surface.get_at(left))[:3] == style.CLASS_COLOUR[CAR]
+    assert dict(frame.hud.latency_ms)["perception"] > 0
 
 
 def test_read_sensors_uses_the_feed_when_there_is_one():
@@ -463,6 +611,53 @@ def test_pygame_is_imported_only_in_the_view():
 
 
 # ---- helpers -----------------------------------------------------------------------------------------
+
+
+class SlowLearned:
+    """A stand-in for learned perception: a rig that renders tiny frames, and a perceive() that waits to be
+    released (so a test decides when perception finishes)."""
+
+    name = "learned"
+
+    def __init__(self):
+        self.release = threading.Event()
+        self.closed = 0
+        self.last = SimpleNamespace(camera=None)
+        K, T_ego_cam = _camera_calibration()
+        image = np.full((16, 32, 3), 128, dtype=np.uint8)
+        self.rig = SimpleNamespace(capture=lambda world, state: (
+            SimpleNamespace(image=image, K=K / 10.0 + np.diag([0, 0, 0.9]), T_ego_cam=T_ego_cam),
+            SimpleNamespace(points=np.zeros((3, 4), np.float32)), state))
+
+    def perceive(self, camera, lidar, ego) -> PerceptionOutput:
+        assert self.release.wait(timeout=10.0), "the test never released perception"
+        self.last = SimpleNamespace(camera=camera, lidar=lidar, detections=[], lanes=(), heads=[], fusion=None)
+        return PerceptionOutput(t=ego.t, objects=())
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+@pytest.fixture
+def slow_learned(monkeypatch):
+    fake = SlowLearned()
+    monkeypatch.setitem(PERCEPTION_FACTORIES, "learned", lambda world: fake)
+    yield fake
+    fake.release.set()  # a worker still waiting ends
+
+
+def _camera_calibration() -> tuple[np.ndarray, np.ndarray]:
+    """The simulator's front camera: 320 x 160 px, 80 deg wide, 1.45 m up, pitched down 3 deg."""
+    fx = 160.0 / math.tan(math.radians(40.0))
+    K = np.array([[fx, 0.0, 160.0], [0.0, fx, 80.0], [0.0, 0.0, 1.0]])
+    pitch = math.radians(3.0)
+    forward = np.array([math.cos(pitch), 0.0, -math.sin(pitch)])  # camera z in the ego frame
+    right = np.array([0.0, -1.0, 0.0])  # camera x
+    down = np.cross(forward, right)  # camera y
+    T = np.eye(4)
+    T[:3, :3] = np.column_stack([right, down, forward])
+    T[:3, 3] = (1.9, 0.0, 1.45)
+    return K, T
 
 
 def _cli(argv: list[str]) -> int:

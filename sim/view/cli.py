@@ -50,17 +50,23 @@ def _cmd_drive(args) -> int:
     from sim.view.live import LiveView
 
     headless = args.until is not None
+    # headless, the run is stepped as fast as it goes, with no wall clock to keep to: learned perception
+    # runs in step, every cycle, as in `run`
     app = LiveView(scenario, seed=args.seed, planner=args.planner, perception=args.perception, size=size,
-                   window=not headless, screenshot_dir=args.screenshots, scenario_file=str(path.resolve()))
-    if headless:
-        while app.world.t < args.until - 1e-9 and not app.finished:
-            app.step()
-        app.running_score(refresh=True)
-        app.draw()
-        if args.screenshot:
-            print(f"wrote {app.screenshot(args.screenshot)}")
-    else:
-        app.run()
+                   window=not headless, screenshot_dir=args.screenshots, scenario_file=str(path.resolve()),
+                   perception_off_clock=not headless)
+    try:
+        if headless:
+            while app.world.t < args.until - 1e-9 and not app.finished:
+                app.step()
+            app.running_score(refresh=True)
+            app.draw()
+            if args.screenshot:
+                print(f"wrote {app.screenshot(args.screenshot)}")
+        else:
+            app.run()
+    finally:
+        app.close()
     if args.save_log:
         print(f"wrote {app.save_log(args.save_log)}")
     return 0

@@ -13,7 +13,7 @@ import pygame
 
 from sim.types import CLASS_NAMES, PEDESTRIAN
 from sim.view import style
-from sim.view.frame import FrameData, LAYER_TITLES, SensorImages
+from sim.view.frame import LAYER_TITLES, CameraOverlay, FrameData, LidarOverlay, SensorImages
 from sim.view.layout import PANEL_TITLE, Layout, Rect, Viewport, box_corners
 from sim.view.road_geometry import MARKING_COLOURS, MARKING_WIDTH, STOP_LINE_WIDTH, RoadGeometry
 
@@ -85,8 +85,8 @@ class Renderer:
         surface.set_clip(pygame.Rect(layout.view.astuple()))
         self._top_down(surface, frame, vp)
         surface.set_clip(None)
-        self._camera_panel(surface, layout.camera, frame.sensors)
-        self._lidar_panel(surface, layout.lidar, frame.sensors)
+        self._camera_panel(surface, layout.camera, frame.sensors, frame.view.layers)
+        self._lidar_panel(surface, layout.lidar, frame.sensors, frame.view.layers)
         self._hud(surface, layout.hud, frame)
         if layout.slider is not None:
             self._slider(surface, layout.slider, frame)
@@ -286,23 +286,90 @@ class Renderer:
                            anchor="midright")
         pygame.draw.line(surface, style.PANEL_EDGE, outer.topleft, outer.bottomleft)
         pygame.draw.line(surface, style.PANEL_EDGE, strip.bottomleft, strip.bottomright)
-        return pygame.Rect(outer.x + 6, strip.bottom + 6, outer.w - 12, outer.h - PANEL_TITLE - 12)
+        return panel_content(rect)
 
-    def _camera_panel(self, surface, rect: Rect, sensors: SensorImages) -> None:
-        inner = self._panel(surface, rect, "CAMERA", "front")
+    def _camera_panel(self, surface, rect: Rect, sensors: SensorImages, layers) -> None:
+        inner = self._panel(surface, rect, "CAMERA", f"front, {sensors.source}" if sensors.source else "front")
         pygame.draw.rect(surface, style.PANEL_INNER, inner)
         if sensors.camera is None:
             self._placeholder(surface, inner, sensors.camera_note)
             return
         image = sensors.camera
-        surf = pygame.image.frombuffer(np.ascontiguousarray(image).tobytes(), (image.shape[1], image.shape[0]), "RGB")
-        k = min(inner.w / image.shape[1], inner.h / image.shape[0])
-        size = (max(int(image.shape[1] * k), 1), max(int(image.shape[0] * k), 1))
-        scaled = pygame.transform.smoothscale(surf, size)
-        surface.blit(scaled, scaled.get_rect(center=inner.center))
+        height, width = image.shape[:2]
+        surf = pygame.image.frombuffer(np.ascontiguousarray(image).tobytes(), (width, height), "RGB")
+        placed = fit_image(inner, width, height)
+        surface.blit(pygame.transform.smoothscale(surf, placed.size), placed)
+        if sensors.camera_overlay is not None:
+            clip = surface.get_clip()
+            surface.set_clip(placed)
+            self._camera_overlay(surface, placed, (placed.w / width, placed.h / height), sensors.camera_overlay,
+                                 layers)
+            surface.set_clip(clip)
 
-    def _lidar_panel(self, surface, rect: Rect, sensors: SensorImages) -> None:
-        inner = self._panel(surface, rect, "LIDAR", f"bird's-eye, \u00b1{LIDAR_RANGE:.0f} m")
+    def _camera_overlay(self, surface, placed: pygame.Rect, k: tuple[float, float], overlay: CameraOverlay,
+                        layers) -> None:
+        """What perception saw, over the image drawn at `placed` with k [screen px per image px] along u and v:
+        the attention heatmap under the lane lines, the detections and the light heads read."""
+
+        def to_screen(uv: np.ndarray) -> np.ndarray:
+            return np.column_stack([placed.x + uv[:, 0] * k[0], placed.y + uv[:, 1] * k[1]])
+
+        def screen_box(box) -> pygame.Rect:
+            (x0, y0), (x1, y1) = to_screen(np.reshape(box, (2, 2)))
+            x0, y0 = math.floor(x0), math.floor(y0)
+            return pygame.Rect(x0, y0, max(math.ceil(x1) - x0, 2), max(math.ceil(y1) - y0, 2))
+
+        tags: list[pygame.Rect] = []  # labels placed so far; a label that would cover one moves or is left out
+        if "attention" in layers and overlay.attention is not None:
+            self._attention(surface, placed, overlay.attention)
+        if "lanes seen" in layers:
+            for line in overlay.lanes:
+                _polyline(surface, style.LANE_SEEN, to_screen(line), 2)
+        if "detections" in layers:
+            for box, cls, score in zip(overlay.boxes, overlay.labels, overlay.scores):
+                if cls.startswith("light_"):
+                    state = cls[len("light_"):]
+                    colour, label = style.LIGHT.get(state, style.HEAD_UNREAD), f"{state} light {score:.2f}"
+                else:
+                    colour, label = style.DETECTION_COLOUR.get(cls, style.TEXT), f"{cls} {score:.2f}"
+                r = screen_box(box)
+                pygame.draw.rect(surface, colour, r, 1)
+                self._tag(surface, label, colour, r, tags)
+        if "heads read" in layers:
+            for box, state in zip(overlay.head_boxes, overlay.head_states):
+                colour = style.LIGHT.get(state, style.HEAD_UNREAD)
+                r = screen_box(box).inflate(6, 6)
+                pygame.draw.rect(surface, colour, r, 2)
+                self._tag(surface, state or "not read", colour, r, tags)
+
+    def _tag(self, surface, text: str, colour, box: pygame.Rect, tags: list[pygame.Rect]) -> None:
+        """A small label on a dark strip just above a box on the camera image, or below it when that place is
+        taken by another label; left out when both are."""
+        r = self.text.render(text, colour, "small")
+        for where in (r.get_rect(bottomleft=(box.x, box.y - 1)), r.get_rect(topleft=(box.x, box.bottom + 1))):
+            strip = where.inflate(4, 0)
+            if strip.collidelist(tags) < 0:
+                pygame.draw.rect(surface, style.LABEL_BG, strip)
+                surface.blit(r, where)
+                tags.append(strip)
+                return
+
+    def _attention(self, surface, placed: pygame.Rect, attention: np.ndarray) -> None:
+        """The (h, w) attention map over the whole image: its colour and opacity grow with the attention."""
+        a = np.clip(attention / max(float(attention.max()), 1e-12), 0.0, 1.0)  # 1 at the peak
+        lo, hi = (np.array(c, dtype=float) for c in style.ATTENTION)
+        heat = pygame.Surface((a.shape[1], a.shape[0]), pygame.SRCALPHA)
+        rgb = pygame.surfarray.pixels3d(heat)
+        rgb[:] = (lo + a.T[..., None] * (hi - lo)).astype(np.uint8)
+        del rgb  # unlock the surface
+        alpha = pygame.surfarray.pixels_alpha(heat)
+        alpha[:] = (style.ATTENTION_ALPHA * a.T).astype(np.uint8)
+        del alpha
+        surface.blit(pygame.transform.smoothscale(heat, placed.size), placed)
+
+    def _lidar_panel(self, surface, rect: Rect, sensors: SensorImages, layers) -> None:
+        detail = f"bird's-eye, \u00b1{LIDAR_RANGE:.0f} m" + (f", {sensors.source}" if sensors.source else "")
+        inner = self._panel(surface, rect, "LIDAR", detail)
         pygame.draw.rect(surface, style.PANEL_INNER, inner)
         if sensors.lidar is None:
             self._placeholder(surface, inner, sensors.lidar_note)
@@ -317,9 +384,22 @@ class Renderer:
         intensity = np.clip(pts[ok, 3], 0.0, 1.0)[:, None]
         pixels[px[ok], py[ok]] = (np.array([70, 110, 140]) + intensity * np.array([150, 145, 115])).astype(np.uint8)
         pygame.surfarray.blit_array(surface.subsurface(inner), pixels)
+        if sensors.lidar_overlay is not None and "fused objects" in layers:
+            self._fused(surface, inner, k, sensors.lidar_overlay)
         centre = inner.center
         pygame.draw.polygon(surface, style.EGO_EDGE, [(centre[0], centre[1] - 6), (centre[0] - 4, centre[1] + 4),
                                                       (centre[0] + 4, centre[1] + 4)])
+
+    def _fused(self, surface, inner: pygame.Rect, k: float, overlay: LidarOverlay) -> None:
+        """The fused objects' ego-frame boxes, outlined in their class colour (ego x up, ego y left)."""
+        corners = box_corners(overlay.boxes)  # (F, 4, 2) [m] ego frame
+        screen = np.stack([inner.x + inner.w / 2 - corners[..., 1] * k, inner.y + inner.h / 2 - corners[..., 0] * k],
+                          axis=-1)
+        clip = surface.get_clip()
+        surface.set_clip(inner)
+        for quad, cls in zip(screen, overlay.cls):
+            pygame.draw.polygon(surface, style.CLASS_COLOUR.get(int(cls), style.TEXT), quad.tolist(), 2)
+        surface.set_clip(clip)
 
     def _placeholder(self, surface, inner: pygame.Rect, note: str) -> None:
         for k in range(0, inner.w + inner.h, 24):  # faint hatching marks an empty panel
@@ -347,6 +427,8 @@ class Renderer:
             ("perception", f"{h.perception:<8}{_ms(latency.get('perception')):>10}"),
             ("prediction", f"{'':<8}{_ms(latency.get('prediction')):>10}"),
         ]
+        if h.perception_frames:
+            rows.append(("frames", h.perception_frames))
         row_h = 20
         y = inner.y
         for label, value in rows:
@@ -431,13 +513,26 @@ class Renderer:
             pygame.draw.rect(surface, style.PANEL_EDGE, box, 1, border_radius=2)
 
 
+def panel_content(rect: Rect) -> pygame.Rect:
+    """Where a panel's content goes: under its title strip, inside a margin."""
+    return pygame.Rect(rect.x + 6, rect.y + PANEL_TITLE + 6, rect.w - 12, rect.h - PANEL_TITLE - 12)
+
+
+def fit_image(inner: pygame.Rect, width: int, height: int) -> pygame.Rect:
+    """Where an image of width x height [px] is drawn in `inner`: as large as fits, aspect kept, centred."""
+    k = min(inner.w / width, inner.h / height)
+    placed = pygame.Rect(0, 0, max(int(width * k), 1), max(int(height * k), 1))
+    placed.center = inner.center
+    return placed
+
+
 def slider_track(rect: Rect) -> pygame.Rect:
     """The slider's track inside its strip (the app uses it for mouse hits)."""
     return pygame.Rect(rect.x + 110, rect.y + rect.h // 2 - 3, rect.w - 250, 6)
 
 
-def _ms(seconds: float | None) -> str:
-    return "-" if seconds is None or not math.isfinite(seconds) else f"{seconds:6.1f} ms"
+def _ms(ms: float | None) -> str:
+    return "-" if ms is None or not math.isfinite(ms) else f"{ms:6.1f} ms"
 
 
 def _quads_in(shapes: np.ndarray, world_box) -> np.ndarray:

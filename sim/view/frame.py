@@ -7,12 +7,14 @@ of them the same way. Nothing here imports pygame.
 
 Sensor panels take a camera image (H, W, 3) uint8 and a lidar point cloud
 (N, 4) x, y, z [m] in the ego frame plus intensity; `read_sensors` gets them
-from a `SensorFeed` (sim.view.sensor_feed renders them from the world).
+from a `SensorFeed` (sim.view.sensor_feed renders them from the world), and
+`sensors_from_record` takes the frames learned perception used in its latest
+cycle together with what it saw in them (`CameraOverlay`, `LidarOverlay`).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -20,7 +22,8 @@ import numpy as np
 from sim.log import RunLog
 from sim.types import CLASS_NAMES, EgoState, Prediction, frozen_array
 
-LAYERS = ("markings", "route", "plan", "candidates", "predictions", "labels", "legend")
+LAYERS = ("markings", "route", "plan", "candidates", "predictions", "labels", "legend",
+          "detections", "lanes seen", "heads read", "attention", "fused objects")
 LAYER_TITLES = {
     "markings": "lane markings, crosswalks",
     "route": "route",
@@ -29,6 +32,11 @@ LAYER_TITLES = {
     "predictions": "predictions",
     "labels": "actor ids and speeds",
     "legend": "legend",
+    "detections": "camera: 2D detections",
+    "lanes seen": "camera: lane lines perceived",
+    "heads read": "camera: traffic-light heads read",
+    "attention": "camera: attention heatmap",
+    "fused objects": "lidar: fused objects",
 }
 LIGHT_NAMES = ("green", "yellow", "red")  # index = sim.log.LIGHT_CODES
 
@@ -85,11 +93,59 @@ class PredictionLayer:
 
 
 @dataclass(frozen=True)
+class CameraOverlay:
+    """What learned perception saw in its camera image, in that image's pixels (u right, v down; pixel
+    centres at integer + 0.5, so pixel (i, j) covers u in [i, i + 1), v in [j, j + 1))."""
+
+    boxes: np.ndarray  # (D, 4) [px] u0, v0, u1, v1 of the 2D detections
+    labels: tuple[str, ...]  # (D,) detector class names ("car", ..., "light_red")
+    scores: np.ndarray  # (D,) [0, 1]
+    lanes: tuple[np.ndarray, ...] = ()  # (N_i, 2) [px] perceived lane lines, the parts in front of the camera
+    head_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))  # (L, 4) [px] light heads read
+    head_states: tuple[str, ...] = ()  # (L,) "red" | "yellow" | "green" | "" (not read)
+    attention: np.ndarray | None = None  # (h, w) map over the whole image summing to 1, or None
+
+    def __post_init__(self):
+        object.__setattr__(self, "boxes", frozen_array(np.reshape(self.boxes, (-1, 4))))
+        object.__setattr__(self, "scores", frozen_array(np.reshape(self.scores, -1)))
+        object.__setattr__(self, "labels", tuple(str(c) for c in self.labels))
+        object.__setattr__(self, "lanes", tuple(frozen_array(np.reshape(p, (-1, 2))) for p in self.lanes))
+        object.__setattr__(self, "head_boxes", frozen_array(np.reshape(self.head_boxes, (-1, 4))))
+        object.__setattr__(self, "head_states", tuple(str(s) for s in self.head_states))
+        if len(self.labels) != len(self.boxes) or len(self.scores) != len(self.boxes):
+            raise ValueError(f"CameraOverlay: {len(self.boxes)} boxes need as many labels and scores, got "
+                             f"{len(self.labels)} and {len(self.scores)}")
+        if len(self.head_states) != len(self.head_boxes):
+            raise ValueError(f"CameraOverlay: {len(self.head_boxes)} head boxes need as many states, got "
+                             f"{len(self.head_states)}")
+        if self.attention is not None:
+            attention = np.asarray(self.attention)
+            if attention.ndim != 2 or not attention.size:
+                raise ValueError(f"CameraOverlay.attention must be an (h, w) map, got shape {attention.shape}")
+            object.__setattr__(self, "attention", frozen_array(attention))
+
+
+@dataclass(frozen=True)
+class LidarOverlay:
+    """What learned perception made of the sweep: the fused objects it handed to the tracker."""
+
+    boxes: np.ndarray  # (F, 5) box centre x, y [m] ego frame, yaw [rad], length, width [m]
+    cls: np.ndarray  # (F,) int, index into sim.types.CLASS_NAMES
+
+    def __post_init__(self):
+        object.__setattr__(self, "boxes", frozen_array(np.reshape(self.boxes, (-1, 5))))
+        object.__setattr__(self, "cls", frozen_array(np.reshape(self.cls, -1), np.int64))
+
+
+@dataclass(frozen=True)
 class SensorImages:
     camera: np.ndarray | None  # (H, W, 3) uint8 RGB, or None
     lidar: np.ndarray | None  # (N, 4) x, y, z [m] ego frame, intensity; or None
     camera_note: str = "camera: not available"  # shown when camera is None
     lidar_note: str = "lidar: not available"  # shown when lidar is None
+    camera_overlay: CameraOverlay | None = None  # drawn over the camera image; None with oracle perception
+    lidar_overlay: LidarOverlay | None = None  # drawn over the lidar panel; None with oracle perception
+    source: str = ""  # where the frames come from, shown in the panel titles ("" for the sensor feed)
 
     def __post_init__(self):
         if self.camera is not None:
@@ -120,6 +176,50 @@ def read_sensors(feed: SensorFeed | None) -> SensorImages:
                         camera_note="camera: no frame yet", lidar_note="lidar: no sweep yet")
 
 
+def sensors_from_record(record, attention: np.ndarray | None = None) -> SensorImages:
+    """The frames one learned-perception cycle used, with what it saw in them.
+
+    `record` is a perception.learned.CycleRecord (camera: CameraFrame, lidar:
+    LidarFrame, detections, lanes, heads, fusion), or None before the first
+    cycle; `attention` is the cycle's PerceptionOutput.attention.
+    """
+    if record is None or record.camera is None:
+        return SensorImages(None, None, camera_note="camera: perception has not finished a frame yet",
+                            lidar_note="lidar: perception has not finished a frame yet", source="perceived")
+    camera, lidar = record.camera, record.lidar
+    dets = record.detections
+    heads = record.heads
+    overlay = CameraOverlay(
+        boxes=np.array([d.box for d in dets], dtype=float).reshape(-1, 4), labels=tuple(d.cls for d in dets),
+        scores=np.array([d.score for d in dets], dtype=float),
+        lanes=tuple(p for lane in record.lanes for p in project_to_image(lane.xy, camera.K, camera.T_ego_cam)),
+        head_boxes=np.array([box for _, box, _, _ in heads], dtype=float).reshape(-1, 4),
+        head_states=tuple(state for _, _, state, _ in heads), attention=attention)
+    fused = record.fusion.detections if record.fusion is not None else ()
+    lidar_overlay = LidarOverlay(boxes=np.array([[d.x, d.y, d.yaw, d.length, d.width] for d in fused],
+                                                dtype=float).reshape(-1, 5),
+                                 cls=np.array([d.cls for d in fused], dtype=np.int64))
+    return SensorImages(camera.image, lidar.points[:, :4] if lidar is not None else None,
+                        camera_overlay=overlay, lidar_overlay=lidar_overlay, source="perceived")
+
+
+def project_to_image(xy: np.ndarray, K: np.ndarray, T_ego_cam: np.ndarray, z: float = 0.0,
+                     near: float = 0.5) -> list[np.ndarray]:
+    """Image polylines (M_i, 2) [px] of the ground polyline `xy` (N, 2) [m] (ego frame, at height z [m]).
+
+    T_ego_cam maps the camera's optical frame (x right, y down, z forward) to the
+    ego frame; points closer than `near` [m] in front of the camera are left out,
+    splitting the line where it passes behind the camera."""
+    xy = np.reshape(np.asarray(xy, dtype=float), (-1, 2))
+    R, t = np.asarray(T_ego_cam)[:3, :3], np.asarray(T_ego_cam)[:3, 3]
+    p_cam = (np.column_stack([xy, np.full(len(xy), z)]) - t) @ R  # (N, 3) camera frame
+    ahead = p_cam[:, 2] > near
+    uvw = p_cam[ahead] @ np.asarray(K).T
+    uv = uvw[:, :2] / uvw[:, 2:3]
+    runs = np.split(np.arange(len(uv)), np.flatnonzero(np.diff(np.flatnonzero(ahead)) > 1) + 1)
+    return [uv[r] for r in runs if len(r) >= 2]
+
+
 @dataclass(frozen=True)
 class Hud:
     """The numbers and words of the heads-up display."""
@@ -142,6 +242,7 @@ class Hud:
     paused: bool
     status: str = ""  # a line for the user (goal reached, key feedback); "" for none
     lights: tuple[tuple[str, str], ...] = ()  # (light name, state)
+    perception_frames: str = ""  # perception off the simulation's clock: "12 of 140 dropped"; "" when in step
 
 
 @dataclass(frozen=True)

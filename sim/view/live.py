@@ -6,6 +6,12 @@ frame means fewer frames drawn, never a slower simulation. The stack runs
 exactly as in `sim.runner` (ClosedLoop); with the autopilot off the held keys
 drive the ego through the same `World.set_ego_command`, while the stack keeps
 perceiving, predicting and planning so its plan stays on screen.
+
+Learned perception runs beside the simulation (sim.view.async_perception): a
+cycle it has no time for drops the frame, and the stack plans on the latest
+finished output, so the simulated clock keeps to the wall clock here too. Its
+camera and lidar panels show the frames perception used, with what it saw in
+them drawn over; with oracle perception a RigFeed renders the panels.
 """
 from __future__ import annotations
 
@@ -18,12 +24,13 @@ import numpy as np
 import pygame
 
 from scenarios.metrics import MULTIPLIERS, WEIGHTS, composite_score, compute_metrics
-from scenarios.runs import DEFAULT_PLANNER, PERCEPTIONS, ego_route, make_stack
+from scenarios.runs import DEFAULT_PLANNER, ego_route, make_stack
 from scenarios.schema import Scenario
 from sim.runner import ClosedLoop, SimulationError
 from sim.view.app import ViewApp, rate_label
-from sim.view.frame import (FrameData, Hud, PredictionLayer, actors_from_world, ego_box, inspect_actor,
-                            read_sensors)
+from sim.view.async_perception import AsyncPerception
+from sim.view.frame import (FrameData, Hud, PredictionLayer, SensorImages, actors_from_world, ego_box,
+                            inspect_actor, read_sensors, sensors_from_record)
 from sim.view.manual import ManualConfig, manual_command
 from sim.view.sensor_feed import RigFeed
 from sim.world import World
@@ -52,9 +59,11 @@ class LiveView(ViewApp):
     def __init__(self, scenario: Scenario, seed: int | None = None, planner: str = DEFAULT_PLANNER,
                  perception: str = "oracle", size: tuple[int, int] = (1280, 800), window: bool = True,
                  clock: Callable[[], float] = time.perf_counter, screenshot_dir: str | Path = "screenshots",
-                 scenario_file: str = "", sensors: bool = True):
+                 scenario_file: str = "", sensors: bool = True, perception_off_clock: bool = True):
         self.scenario, self.seed = scenario, seed
         self.sensors_on = sensors  # render the camera and lidar panels
+        # learned perception beside the simulation, dropping frames (False: in step, as in `run`)
+        self.perception_off_clock = perception_off_clock
         self.planner_name, self.perception_name = planner, perception
         self.scenario_file = scenario_file  # stored in saved logs, so `replay` can rebuild the road
         world = World(scenario, seed)
@@ -68,11 +77,12 @@ class LiveView(ViewApp):
 
     def restart(self, world: World | None = None) -> None:
         """A fresh run of the scenario (same seed); the view keeps its zoom and layers."""
+        self.close()
         self.world = world or World(self.scenario, self.seed)
         self.route = ego_route(self.world)
-        self.stack = make_stack(self.world, self.planner_name, self.perception_name)
+        self.stack = self._make_stack(self.perception_name)
         self.loop = ClosedLoop(self.world, self.stack, self.route)
-        self.sensor_feed = RigFeed(self.world, rate_hz=self.scenario.stack_rate) if self.sensors_on else None
+        self._make_feed()
         self.finished = ""  # why the run stopped ("" while it goes on)
         self.score = math.nan
         self._score_k, self._score_at = -1, -math.inf
@@ -180,13 +190,34 @@ class LiveView(ViewApp):
 
     def _toggle_perception(self) -> None:
         wanted = "learned" if self.perception_name == "oracle" else "oracle"
-        if wanted not in PERCEPTIONS:
-            self.say(f"{wanted} perception: not available (perception choices: {', '.join(PERCEPTIONS)})")
+        try:
+            stack = self._make_stack(wanted)
+        except ValueError as err:  # e.g. a scenario whose `sensors:` section turns the camera off
+            self.say(f"{wanted} perception: not available ({err})")
             return
-        self.perception_name = wanted
-        self.stack = make_stack(self.world, self.planner_name, wanted)
-        self.loop.stack = self.stack
+        self.close()
+        self.perception_name, self.stack = wanted, stack
+        self.loop.stack = stack
+        self._make_feed()
         self.say(f"perception: {wanted}")
+
+    def _make_stack(self, perception: str):
+        stack = make_stack(self.world, self.planner_name, perception)
+        if self.perception_off_clock and renders_frames(stack.perception):
+            stack.perception = AsyncPerception(stack.perception)
+        return stack
+
+    def _make_feed(self) -> None:
+        """The oracle's panels come from a RigFeed; a perception that renders its frames shows those."""
+        own = self.sensors_on and not renders_frames(self.stack.perception)
+        self.sensor_feed = RigFeed(self.world, rate_hz=self.scenario.stack_rate) if own else None
+
+    def close(self) -> None:
+        """Stop the perception's threads and sensor rig (on restart, on a perception switch, on exit)."""
+        stack = getattr(self, "stack", None)
+        close = getattr(stack.perception, "close", None) if stack is not None else None
+        if close is not None:
+            close()
 
     # ---- gather -------------------------------------------------------------------------------
 
@@ -206,12 +237,14 @@ class LiveView(ViewApp):
         plan_t = traj.t if traj is not None else np.zeros(0)
         candidates = getattr(self.stack.planner, "candidates", None) or ()
         timings = loop.last_timings
+        latency = {stage: 1e3 * float(timings[k]) for k, stage in enumerate(STAGES)}
+        sensors, frames = self._sensors(latency)
         hud = Hud(
             title=f"{self.scenario.name}  seed {world.seed}", mode="autopilot" if self.autopilot else "manual",
             t=e.t, t_end=self.scenario.duration, speed_mps=e.v, accel_mps2=e.a, steer_rad=e.steer,
             score=self.running_score(), score_label="score so far", behaviour=loop.last_behaviour,
             planner=self.stack.planner.name, perception=self.perception_name,
-            latency_ms=tuple((stage, 1e3 * float(timings[k])) for k, stage in enumerate(STAGES)),
+            latency_ms=tuple(latency.items()), perception_frames=frames,
             fps=self.fps, rate=rate_label(self.rate), paused=self.paused or bool(self.finished),
             status=self.status or (f"{self.finished}: r restarts" if self.finished else ""),
             lights=tuple(world.light_states().items()))
@@ -219,8 +252,28 @@ class LiveView(ViewApp):
         return FrameData(
             ego=e, ego_box=ego_box(e.x, e.y, e.yaw, veh.length, veh.width, 0.5 * veh.wheelbase), actors=actors,
             lights=hud.lights, route_xy=self.route.xy, plan_xy=plan_xy, plan_t=plan_t, candidates=tuple(candidates),
-            prediction=prediction, sensors=read_sensors(self.sensor_feed), hud=hud, view=self.view_state(),
+            prediction=prediction, sensors=sensors, hud=hud, view=self.view_state(),
             inspector=inspect_actor(actors, prediction, self.selected) if self.selected >= 0 else (), notes=notes)
+
+    def _sensors(self, latency: dict[str, float]) -> tuple[SensorImages, str]:
+        """The sensor panels, and the HUD's dropped-frame line; sets latency["perception"] [ms] to the
+        perception's own time where the closed loop's timing of its call does not measure it."""
+        perception, frames = self.stack.perception, ""
+        if isinstance(perception, AsyncPerception):
+            perception.poll()
+            record, output = perception.last, perception.output
+            latency["perception"] = perception.latency_ms
+            frames = f"{perception.dropped} of {perception.frames} dropped"
+        elif renders_frames(perception):  # in step: the record is this cycle's
+            record, output = perception.last, self.loop.perception
+            if getattr(record, "camera", None) is None:
+                record = None
+            latency["perception"] = record.ms.get("total", math.nan) if record is not None else math.nan
+        else:
+            return read_sensors(self.sensor_feed), frames
+        if not self.sensors_on:
+            return read_sensors(None), frames
+        return sensors_from_record(record, output.attention if output is not None else None), frames
 
     def save_log(self, path: str | Path) -> Path:
         """The run so far as a RunLog .npz (with the scenario file, for `replay`)."""
@@ -228,3 +281,9 @@ class LiveView(ViewApp):
         log.meta["file"] = self.scenario_file
         log.meta["manual_steps"] = self.manual_steps
         return log.save(path)
+
+
+def renders_frames(perception) -> bool:
+    """A perception that renders its own sensor frames (learned) rather than reading the world (oracle)."""
+    return isinstance(perception, AsyncPerception) or (
+        getattr(perception, "rig", None) is not None and hasattr(perception, "perceive"))

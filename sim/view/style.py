@@ -26,6 +26,13 @@ CLASS_COLOUR = {
     STATIC: (140, 150, 168),
 }
 SELECTED = (255, 255, 255)
+# learned perception's overlays on the sensor panels
+DETECTION_COLOUR = {"car": CLASS_COLOUR[CAR], "truck": CLASS_COLOUR[TRUCK], "pedestrian": CLASS_COLOUR[PEDESTRIAN],
+                    "cyclist": CLASS_COLOUR[CYCLIST]}  # traffic-light classes take LIGHT of their state
+LANE_SEEN = (0, 255, 140)  # perceived lane lines over the camera image
+HEAD_UNREAD = (200, 204, 210)  # a light head whose lamp was not read
+ATTENTION = ((255, 40, 0), (255, 235, 0))  # heatmap colour at low and at peak attention
+ATTENTION_ALPHA = 170  # opacity of the heatmap at its peak
 
 TEXT = (228, 231, 235)
 TEXT_DIM = (146, 153, 163)
