@@ -132,7 +132,7 @@ def head_boxes(heads, ego: EgoState, calib: Calibration, max_range: float) -> li
         to_cam = cam[:2] - p_ego[:2]
         dist = float(np.linalg.norm(p_ego - cam))
         facing = head.facing - ego.yaw
-        if dist > max_range or math.cos(facing) * to_cam[0] + math.sin(facing) * to_cam[1] <= 0.2 * dist:
+        if dist > max_range or math.cos(facing) * to_cam[0] + math.sin(facing) * to_cam[1] <= 0.5 * dist:
             continue
         p = calib.to_camera(p_ego)
         if p[2] < 1.0:

@@ -5,11 +5,12 @@ import math
 
 import numpy as np
 
-from perception.lidar_objects import LidarObjectConfig, detect_lidar_objects, to_detections
+from perception.lidar_objects import (LidarObjectConfig, _grid_min, _l_shape_scores, detect_lidar_objects,
+                                      grid_min_reference, l_shape_scores_reference, to_detections)
 from perception.tracking import Detection, Tracker
 from scenarios.schema import Scenario
 from sim.sensors import SensorConfig, SensorRig
-from sim.types import CAR
+from sim.types import CAR, PEDESTRIAN
 from sim.world import World
 
 LANE_WIDTH = 3.75  # [m] highway preset; lane_i centre at y = i * LANE_WIDTH
@@ -37,26 +38,101 @@ def actors_in_ego_frame(world: World) -> np.ndarray:
     return np.column_stack([c * dx + s * dy, -s * dx + c * dy])
 
 
+def nearest_object(objects, x: float, y: float):
+    return min(objects, key=lambda o: math.hypot(o.x - x, o.y - y))
+
+
 def test_lidar_objects_find_the_cars_around_the_ego():
     world = highway_world()
     rig = SensorRig(world, SensorConfig(camera=None))
-    # one frame: later frames of this world still show centre errors up to 1.3 m
     sweep = rig.render_lidar(rig.snapshot(world))
     objects = detect_lidar_objects(sweep.points, LidarObjectConfig())
     truth = actors_in_ego_frame(world)
-    boxes = np.array([[o.x, o.y] for o in objects])
     for k, (x, y) in enumerate(truth):
         n_points = int(np.count_nonzero(sweep.instance == k + 1))
-        if math.hypot(x, y) > 30.0 or n_points < 20:  # cars at 30-40 m with ~22 points are still missed
+        if math.hypot(x, y) > 40.0 or n_points < 10:
             continue
-        error = np.hypot(boxes[:, 0] - x, boxes[:, 1] - y).min()
-        assert error < 0.7, f"actor {k + 1} at ({x:.1f}, {y:.1f}) with {n_points} points: nearest box {error:.2f} m"
-    # false positives on the carriageway (the roadside trees and posts are outside it)
-    ego_y = world.ego_state().y
-    on_road = [o for o in objects if math.hypot(o.x, o.y) < 40.0 and -0.5 * LANE_WIDTH - 1.0
-               < o.y + ego_y < 2.5 * LANE_WIDTH + 1.0]
-    unmatched = [o for o in on_road if np.hypot(truth[:, 0] - o.x, truth[:, 1] - o.y).min() > 3.0]
-    assert len(unmatched) <= 1, unmatched
+        # every car in 40 m with 10 points or more, the two at 31 and 33 m with 22 points included;
+        # measured: all within 0.08 m
+        o = nearest_object(objects, x, y)
+        error = math.hypot(o.x - x, o.y - y)
+        assert error < 0.3, f"actor {k + 1} at ({x:.1f}, {y:.1f}) with {n_points} points: nearest box {error:.2f} m"
+        assert o.cls == CAR and abs(math.remainder(o.yaw, math.pi)) < math.radians(5.0), o
+    # no false positives within 60 m (the roadside trees, posts and guard rails are dropped)
+    stray = [o for o in objects
+             if math.hypot(o.x, o.y) < 60.0 and np.hypot(truth[:, 0] - o.x, truth[:, 1] - o.y).min() > 1.0]
+    assert not stray, stray
+
+
+def test_lidar_objects_follow_the_cars_over_three_seconds():
+    world = highway_world()
+    rig = SensorRig(world, SensorConfig(camera=None))
+    errors = []
+    for step in range(60):
+        world.step()
+        if step % 5:
+            continue
+        sweep = rig.render_lidar(rig.snapshot(world))
+        objects = detect_lidar_objects(sweep.points)
+        for k, (x, y) in enumerate(actors_in_ego_frame(world)):
+            n_points = int(np.count_nonzero(sweep.instance == k + 1))
+            if math.hypot(x, y) > 40.0 or n_points < 10:
+                continue
+            o = nearest_object(objects, x, y)
+            error = math.hypot(o.x - x, o.y - y)
+            errors.append(error)
+            # measured: at most 0.14 m within 30 m; up to 1.5 m for cars at 34-40 m with 11-13 points
+            assert error < (0.3 if math.hypot(x, y) < 30.0 else 2.0), (step, k + 1, (x, y), n_points, o)
+    assert len(errors) > 40 and np.median(errors) < 0.1
+
+
+def urban_world() -> World:
+    """A two-way street: the ego stopped in the east lane, a car ahead in its lane (seen from behind), an
+    oncoming car 31 m ahead (seen head-on: the beams skip its hood), a car parked beside the ego (side-on),
+    a pedestrian on the sidewalk and one 0.6 m in front of the parked car."""
+    def pedestrian(name, x, y):
+        return {"id": name, "type": "pedestrian", "behaviour": "path", "path": [[x, y], [x, 8.0]], "path_speed": 1.0,
+                "start_moving": False}
+    actors = [{"id": "oncoming", "type": "car", "lane": "west", "s": 310, "speed": 0, "behaviour": "static"},
+              {"id": "ahead", "type": "car", "lane": "east", "s": 78, "speed": 0, "behaviour": "static"},
+              {"id": "parked", "type": "static", "lane": "parking_east", "s": 61},
+              pedestrian("walker", 72.0, -5.0), pedestrian("behind_parked", 64.0, -3.3)]
+    scn = Scenario.model_validate({
+        "name": "lidar_objects_urban", "road": {"preset": "urban"},
+        "ego": {"lane": "east", "s": 60, "speed": 0, "goal": {"lane": "east", "s": 300}}, "actors": actors})
+    return World(scn, 0)
+
+
+def test_lidar_objects_place_head_on_and_side_on_cars_and_find_pedestrians():
+    world = urban_world()
+    rig = SensorRig(world, SensorConfig(camera=None))
+    sweep = rig.render_lidar(rig.snapshot(world))
+    objects = detect_lidar_objects(sweep.points)
+    truth = actors_in_ego_frame(world)
+    yaw = world.actor_table()[:, 2] - world.ego_state().yaw
+    expect = {1: CAR, 2: CAR, 3: CAR, 4: PEDESTRIAN, 5: PEDESTRIAN}  # track id -> class
+    for tid, cls in expect.items():
+        x, y = truth[tid - 1]
+        assert np.count_nonzero(sweep.instance == tid) >= 20, tid
+        o = nearest_object(objects, x, y)
+        # measured: 0.03 m (head-on at 31 m), 0.04 (ahead), 0.05 (side-on), 0.08 and 0.07 (pedestrians)
+        assert math.hypot(o.x - x, o.y - y) < 0.3, (tid, (x, y), o)
+        assert o.cls == cls, (tid, o)
+        if cls == CAR:
+            assert abs(math.remainder(o.yaw - yaw[tid - 1], math.pi)) < math.radians(5.0), (tid, o)
+            assert abs(o.length - 4.6) < 0.3 and abs(o.width - 1.9) < 0.3, (tid, o)
+    pedestrian_points = set(np.flatnonzero(sweep.instance == 5))
+    assert all(not pedestrian_points & set(o.indices) for o in objects if o.cls == CAR)
+
+
+def test_lidar_object_kernels_match_their_numpy_twins():
+    rng = np.random.default_rng(3)
+    xy = rng.normal(0.0, 1.0, (200, 2)) * [2.0, 0.8]
+    angles = np.deg2rad(np.arange(0.0, 90.0, 1.0))
+    np.testing.assert_allclose(_l_shape_scores(xy[:, 0], xy[:, 1], angles, 0.05),
+                               l_shape_scores_reference(xy[:, 0], xy[:, 1], angles, 0.05), rtol=1e-9)
+    i, j, z = rng.integers(0, 7, 500), rng.integers(0, 5, 500), rng.normal(0.0, 1.0, 500)
+    np.testing.assert_array_equal(_grid_min(i, j, z, 8, 6), grid_min_reference(i, j, z, 8, 6))
 
 
 def test_lidar_objects_are_deterministic():
