@@ -60,6 +60,7 @@ class Counts:
     lights_right: int = 0
     lights_read: int = 0
     lights_unknown: int = 0
+    fp_by_class: dict = field(default_factory=dict)  # class name -> false-positive tracks
     ms: dict = field(default_factory=dict)  # stage -> list of ms
 
 
@@ -96,6 +97,11 @@ def score_cycle(acc: Counts, run: int, world, out, lidar, camera, cfg: EvalConfi
         pairs = [(int(r), int(c)) for r, c in zip(rows, cols) if d[r, c] <= MOT_MATCH]
     acc.fn += len(gt) - len(pairs)
     acc.fp += len(tracks) - len(pairs)
+    matched_tracks = {c for _, c in pairs}
+    for c, tr in enumerate(tracks):
+        if c not in matched_tracks:
+            name = CLASS_NAMES[tr.cls]
+            acc.fp_by_class[name] = acc.fp_by_class.get(name, 0) + 1
     for r, c in pairs:
         actor, tr = int(gt[r]), tracks[c]
         prev = acc.last_match.get((run, actor))
@@ -216,7 +222,7 @@ def summarise(acc: Counts, runs: list[dict], cfg: EvalConfig) -> dict:
     return {
         "runs": len(runs), "frames": acc.frames, "gt_objects": acc.gt,
         "mota": 1.0 - (acc.fn + acc.fp + acc.switches) / max(acc.gt, 1),
-        "false_positives": acc.fp, "misses": acc.fn, "id_switches": acc.switches,
+        "false_positives": acc.fp, "false_positives_by_class": acc.fp_by_class, "misses": acc.fn, "id_switches": acc.switches,
         "id_switches_per_100_frames": 100.0 * acc.switches / max(acc.frames, 1),
         "centre_error_median_m": float(np.median(acc.centre_err)) if acc.centre_err else float("nan"),
         "speed_error_median_mps": float(np.median(acc.speed_err)) if acc.speed_err else float("nan"),

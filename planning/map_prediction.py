@@ -6,7 +6,9 @@ lane, and stop. Probabilities start from priors and shift with the agent's
 lateral velocity toward a neighbour lane. Pedestrians, cyclists off the lanes
 and anything the map cannot place get constant velocity and a stop mode.
 Modes that do not exist (no left lane) are filled with copies of "keep" at
-probability zero, so every agent has K = 4 modes.
+probability zero, so every agent has K = 4 modes. Objects that the goal-driven
+attention module rates irrelevant to the ego's route (TrackedObject.relevance
+below `relevance_floor`) keep only their likeliest mode.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ class PriorConfig:
     settle_time: float = 2.0  # [s] a keep-lane agent's offset from the centre fades over this
     change_time: float = 4.0  # [s] a lane change takes this long
     vru_stop_prob: float = 0.25  # pedestrians and cyclists
+    relevance_floor: float = 0.05  # objects the attention module rates below this get only their likeliest mode
 
 
 def _smooth(u):
@@ -91,6 +94,8 @@ class MapAwarePredictor:
         prob = np.zeros((A, K))
         for a, obj in enumerate(objs):
             xy[a], yaw[a], prob[a] = self._agent_modes(obj, tau)
+            if obj.relevance < self.config.relevance_floor:  # full multi-modal prediction for relevant objects only
+                prob[a] = np.eye(K)[int(np.argmax(prob[a]))]
         return Prediction(agent_ids=np.array([o.id for o in objs], dtype=np.int64), xy=xy, prob=prob, dt=float(dt),
                           t0=float(perception.t), length=np.array([o.length for o in objs]),
                           width=np.array([o.width for o in objs]), yaw=yaw)

@@ -1,4 +1,6 @@
 """The lattice planner and its behaviour layer, closed loop on the real simulator."""
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -115,6 +117,12 @@ def test_map_prediction_modes_follow_lanes_and_lean_toward_lateral_motion():
     assert abs(d_end[0]) < 0.1
     left = 1
     assert pred.prob[1, left] > pred.prob[0, left] + 0.2
+
+    # the attention module rates the drifting car irrelevant: only its likeliest mode is kept
+    ignored = dataclasses.replace(drifting, relevance=0.0)
+    pred = MapAwarePredictor(world.road).predict(PerceptionOutput(t=0.0, objects=(still, ignored)), 5.0, 0.1)
+    assert np.count_nonzero(pred.prob[1]) == 1 and pred.prob[1].max() == 1.0
+    assert np.count_nonzero(pred.prob[0]) > 1
 
 
 def test_planner_runs_are_deterministic():
