@@ -120,7 +120,8 @@ class CenterNet(nn.Module):
 
 def normalise(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     """(B, H, W, 3) uint8 to the network's (B, 3, H, W) float input."""
-    x = torch.as_tensor(images).permute(0, 3, 1, 2).float() / 255.0
+    x = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.array(images))  # a writable copy
+    x = x.permute(0, 3, 1, 2).float() / 255.0
     mean = torch.tensor(PIXEL_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(PIXEL_STD).view(1, 3, 1, 1)
     return (x - mean) / std
@@ -188,6 +189,11 @@ class Detector:
     def __init__(self, model: CenterNet):
         self.model = model.eval()
         self.config = model.config
+
+    @classmethod
+    def shipped(cls) -> "Detector":
+        """The detector whose weights ship with the package (perception/weights/detector.pt)."""
+        return cls.load(Path(__file__).parent / "weights" / "detector.pt")
 
     @classmethod
     def load(cls, path: str | Path) -> "Detector":

@@ -11,10 +11,13 @@ they are, and in evaluation a detection on them counts neither way.
 
 Training: CenterNet targets (a Gaussian per object centre on the stride-4
 grid, box size, offset and log distance at the centre cell), focal loss on
-the heatmap and L1 on the rest, AdamW with a cosine schedule, horizontal
-flips and brightness jitter drawn from SeedSequence([seed, epoch]). After
-every epoch `out_dir/last.pt` holds model, optimiser, schedule and history;
-`resume=True` continues from it. The final weights go to
+the heatmap, L1 on the rest and a generalised-IoU loss on the box decoded at
+the centre cell, AdamW with a cosine schedule. An epoch draws frames with
+replacement, frames with pedestrians, cyclists or yellow lights more often
+(`frame_weights`); horizontal flips and brightness jitter; every draw from
+SeedSequence([seed, epoch]). Training can start from saved weights (`init`).
+After every epoch `out_dir/last.pt` holds model, optimiser, schedule and
+history; `resume=True` continues from it. The final weights go to
 `out_dir/detector.pt` (half precision, for `Detector.load`).
 
 Evaluation (pure functions over the predictions, `average_precision`):
@@ -25,7 +28,9 @@ detections whose estimated distance is beyond it. Traffic-light state
 accuracy within 50 m: each visible, facing head is matched to the
 highest-IoU light detection (IoU >= 0.3, light boxes are a few pixels); the
 state is right when that detection's class is the head's state; a missed
-head counts as wrong.
+head counts as wrong. With a second-stage classifier (perception.light_state)
+the state accuracy is also reported on the labelled boxes and end to end on
+the detector's light boxes (`classifier_light_accuracy`).
 """
 from __future__ import annotations
 
@@ -40,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torchvision.ops import generalized_box_iou_loss
 
 from perception.detector import (CLASS_ID, CLASSES, LIGHT_CLASSES, STRIDE, CenterNet, Detector, DetectorConfig,
                                  RawDetections, normalise, run_model)
@@ -52,6 +58,9 @@ EVAL_SCORE_THRESHOLD = 0.05  # detections kept for the precision-recall curves
 LIGHT_MATCH_IOU = 0.3
 EVAL_RANGES = {"car": 60.0, "pedestrian": 40.0, "cyclist": 40.0}  # [m]
 LIGHT_RANGE = 50.0  # [m]
+GIOU_WEIGHT = 1.0  # of the box IoU loss beside the L1 losses (see detection_loss)
+RARE_CLASSES = ("pedestrian", "cyclist", "light_yellow")
+RARE_FRAME_WEIGHT = 2.0  # extra sampling weight of a frame per rare class in it (see frame_weights)
 
 
 # ----------------------------------------------------------------------------- labels and dataset
@@ -165,9 +174,20 @@ def encode_targets(labels: list[FrameLabels], height: int, width: int) -> dict[s
             "reg_mask": torch.from_numpy(mask)}
 
 
+def _boxes_at(reg: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
+    """Boxes (K, 4) [px] x0, y0, x1, y1 from the regression channels reg (5, K) (log w, log h,
+    dx, dy, ...) at grid cells (K, 2) row, column."""
+    cx = (cells[:, 1].float() + 0.5 + reg[2]) * STRIDE
+    cy = (cells[:, 0].float() + 0.5 + reg[3]) * STRIDE
+    w, h = reg[0].clamp(max=8.0).exp(), reg[1].clamp(max=8.0).exp()
+    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=1)
+
+
 def detection_loss(output: torch.Tensor, targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Focal loss on the heatmap (CenterNet's, alpha 2, beta 4) and L1 on size, offset and
-    log distance at the centre cells, each normalised by the number of objects."""
+    """Focal loss on the heatmap (CenterNet's, alpha 2, beta 4), L1 on log size, offset and log
+    distance at the centre cells, and the generalised-IoU loss of the box decoded there (boxes
+    of far objects are a few pixels, where a pixel off in size costs much IoU), each normalised
+    by the number of objects."""
     n_cls = len(CLASSES)
     logits = output[:, :n_cls]
     heat, weight = targets["heat"], targets["heat_weight"]
@@ -180,9 +200,14 @@ def detection_loss(output: torch.Tensor, targets: dict[str, torch.Tensor]) -> di
     mask = targets["reg_mask"]
     diff = (output[:, n_cls:] - targets["reg"]).abs() * mask
     m = mask.sum().clamp(min=1.0)
+    b, cell_y, cell_x = torch.nonzero(mask[:, 0] > 0, as_tuple=True)
+    cells = torch.stack([cell_y, cell_x], dim=1)
+    pred = _boxes_at(output[b, n_cls:, cell_y, cell_x].T, cells)
+    true = _boxes_at(targets["reg"][b, :, cell_y, cell_x].T, cells)
     losses = {"heat": (pos_loss + neg_loss) / n, "size": diff[:, 0:2].sum() / m, "offset": diff[:, 2:4].sum() / m,
-              "distance": diff[:, 4].sum() / m}
-    losses["total"] = losses["heat"] + 0.5 * losses["size"] + losses["offset"] + losses["distance"]
+              "distance": diff[:, 4].sum() / m, "giou": generalized_box_iou_loss(pred, true, reduction="sum") / m}
+    losses["total"] = (losses["heat"] + 0.5 * losses["size"] + losses["offset"] + losses["distance"]
+                       + GIOU_WEIGHT * losses["giou"])
     return losses
 
 
@@ -214,6 +239,19 @@ def _checkpoint(model, optimiser, schedule, epoch: int, history: list, path: Pat
     tmp.replace(path)
 
 
+def frame_weights(labels: list[FrameLabels]) -> np.ndarray:
+    """Sampling weight per frame: 1, plus RARE_FRAME_WEIGHT for each rare class (pedestrian,
+    cyclist, yellow light) with an object to find in the frame. The classes are unevenly
+    spread over the scenarios, so drawing such frames more often balances the classes."""
+    rare = [CLASS_ID[n] for n in RARE_CLASSES]
+    return np.array([1.0 + RARE_FRAME_WEIGHT * len(set(lab.cls[~lab.ignore].tolist()) & set(rare)) for lab in labels])
+
+
+def epoch_order(weights: np.ndarray, rng: np.random.Generator, size: int | None = None) -> np.ndarray:
+    """`size` (default len(weights)) frame indices drawn with replacement in proportion to the weights."""
+    return rng.choice(len(weights), size=len(weights) if size is None else size, p=weights / weights.sum())
+
+
 def train_steps(model: CenterNet, dataset: DetectionDataset, order: np.ndarray, batch_size: int,
                 optimiser, schedule, rng: np.random.Generator, log_every: int = 20, prefix: str = "") -> float:
     """One pass over `order` (dataset indices); returns the mean total loss."""
@@ -241,9 +279,12 @@ def train_steps(model: CenterNet, dataset: DetectionDataset, order: np.ndarray, 
 
 def train_detector(data_dir: str | Path, out_dir: str | Path, epochs: int, batch_size: int = 16, seed: int = 0,
                    resume: bool = False, *, config: DetectorConfig = DetectorConfig(), lr: float = 2e-3,
-                   time_limit_s: float | None = None) -> CenterNet:
-    """Train on the train split of `data_dir`; checkpoints in `out_dir`. Stops early (after an
-    epoch, checkpointed) when another epoch would pass `time_limit_s`."""
+                   time_limit_s: float | None = None, epoch_frames: int | None = None,
+                   init: str | Path | None = None) -> CenterNet:
+    """Train on the train split of `data_dir`; checkpoints in `out_dir`. An epoch draws
+    `epoch_frames` frames (default: as many as the split has) by `frame_weights`. `init` is a
+    detector file (`Detector.save`) to start from instead of random weights; its config wins.
+    Stops early (after an epoch, checkpointed) when another epoch would pass `time_limit_s`."""
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
     torch.set_num_threads(1)
@@ -255,11 +296,17 @@ def train_detector(data_dir: str | Path, out_dir: str | Path, epochs: int, batch
         raise ValueError(f"{data_dir}: the train split has no frames")
     last = out / "last.pt"
     state = torch.load(last, map_location="cpu", weights_only=True) if resume and last.is_file() else None
+    start_from = None if init is None else Detector.load(init)
     if state is not None:
         config = DetectorConfig(**state["config"])
+    elif start_from is not None:
+        config = start_from.config
     model = CenterNet(config)
+    if state is None and start_from is not None:
+        model.load_state_dict(start_from.model.state_dict())
     optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    total_steps = epochs * math.ceil(len(dataset) / batch_size)
+    per_epoch = len(dataset) if epoch_frames is None else epoch_frames
+    total_steps = epochs * math.ceil(per_epoch / batch_size)
     warmup = min(100, total_steps // 10 + 1)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda k: min(1.0, (k + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(k / total_steps, 1.0))))
@@ -270,13 +317,15 @@ def train_detector(data_dir: str | Path, out_dir: str | Path, epochs: int, batch
         schedule.load_state_dict(state["schedule"])
         first, history = state["epoch"] + 1, state["history"]
         print(f"resuming from {last} after epoch {state['epoch'] + 1}", file=sys.stderr)
-    print(f"training on {len(dataset)} frames of {data_dir}, {epochs} epochs, batch {batch_size}, "
+    weights = frame_weights(dataset.labels)
+    print(f"training on {len(dataset)} frames of {data_dir} ({int((weights > 1).sum())} with rare classes, drawn "
+          f"more often), {epochs} epochs, batch {batch_size}, "
           f"{sum(p.numel() for p in model.parameters())} parameters", file=sys.stderr)
     start = time.perf_counter()
     for epoch in range(first, epochs):
         t0 = time.perf_counter()
         rng = np.random.default_rng(np.random.SeedSequence([seed, epoch]))
-        loss = train_steps(model, dataset, rng.permutation(len(dataset)), batch_size, optimiser, schedule, rng,
+        loss = train_steps(model, dataset, epoch_order(weights, rng, per_epoch), batch_size, optimiser, schedule, rng,
                            prefix=f"epoch {epoch + 1}/{epochs}  ")
         history.append({"epoch": epoch + 1, "loss": loss, "seconds": time.perf_counter() - t0})
         _checkpoint(model, optimiser, schedule, epoch, history, last)
@@ -399,10 +448,45 @@ def light_accuracy(preds: list[RawDetections], labels: list[FrameLabels], max_ra
     return (right / total if total else float("nan")), (found / total if total else float("nan")), total
 
 
+def classifier_light_accuracy(classifier, images: list[np.ndarray], preds: list[RawDetections],
+                              labels: list[FrameLabels], score_threshold: float, max_range: float = LIGHT_RANGE
+                              ) -> dict:
+    """Light-state accuracy of the second stage (perception.light_state) on the heads within
+    `max_range` [m]: on the labelled boxes (gt), and end to end on the light detections of score
+    >= `score_threshold` (any light class; each head takes its highest-IoU detection, IoU >=
+    LIGHT_MATCH_IOU) with a missed head counted as wrong; e2e_recall is the share found."""
+    light_ids = [CLASS_ID[n] for n in LIGHT_CLASSES]
+    gt_right, e2e_right, found, total = 0, 0, 0, 0
+    for image, p, lab in zip(images, preds, labels):
+        heads = np.isin(lab.cls, light_ids) & (lab.distance <= max_range)
+        if not heads.any():
+            continue
+        truth = [LIGHT_CLASSES[light_ids.index(c)].removeprefix("light_") for c in lab.cls[heads]]
+        total += len(truth)
+        states, _ = classifier.classify(image, lab.boxes[heads])
+        gt_right += sum(a == b for a, b in zip(states, truth))
+        dets = np.isin(p.cls, light_ids) & (p.score >= score_threshold)
+        iou = box_iou(lab.boxes[heads], p.boxes[dets])
+        if iou.shape[1] == 0:
+            continue
+        best = iou.argmax(axis=1)
+        hit = iou.max(axis=1) >= LIGHT_MATCH_IOU
+        found += int(hit.sum())
+        states, _ = classifier.classify(image, p.boxes[dets][best[hit]])
+        e2e_right += sum(a == b for a, b in zip(states, np.array(truth)[hit]))
+    nan = float("nan")
+    return {"light2_state_acc_gt_50m": gt_right / total if total else nan,
+            "light2_state_acc_e2e_50m": e2e_right / total if total else nan,
+            "light2_e2e_recall_50m": found / total if total else nan}
+
+
 def evaluate_detector(model: CenterNet | Detector, data_dir: str | Path, split: str = "test",
-                      batch_size: int = 16) -> dict:
+                      batch_size: int = 16, light_classifier=None) -> dict:
     """AP@0.5 for cars (60 m), pedestrians and cyclists (40 m), traffic-light state accuracy
-    (50 m), and the median relative distance error of matched cars, on `split` of `data_dir`."""
+    (50 m) from the detector's light classes, and, given a `light_classifier`
+    (perception.light_state.LightStateClassifier), from the second stage
+    (`classifier_light_accuracy`); the median relative distance error of matched cars; on
+    `split` of `data_dir`."""
     torch.set_num_threads(1)
     net = model.model if isinstance(model, Detector) else model
     dataset = DetectionDataset(data_dir, split)
@@ -418,6 +502,11 @@ def evaluate_detector(model: CenterNet | Detector, data_dir: str | Path, split: 
         result[f"n_{name}_{rng:.0f}m"] = int(sum((~f.gt_ignore).sum() for f in frames))
     acc, recall, n = light_accuracy(preds, labels)
     result.update({"light_state_acc_50m": acc, "light_recall_50m": recall, "n_lights_50m": n})
+    result["n_yellow_lights_50m"] = int(sum(((lab.cls == CLASS_ID["light_yellow"]) & (lab.distance <= LIGHT_RANGE)).sum()
+                                            for lab in labels))
+    if light_classifier is not None:
+        result.update(classifier_light_accuracy(light_classifier, [dataset[i][0] for i in range(len(dataset))],
+                                                preds, labels, net.config.score_threshold))
     result["car_distance_rel_err_median"] = _distance_error(preds, labels, CLASS_ID["car"], EVAL_RANGES["car"])
     return result
 
@@ -446,13 +535,17 @@ def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=int, default=DetectorConfig.width, help="channels of the first stage")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--time-limit", type=float, default=None, help="[min] stop after the epoch that would pass it")
+    parser.add_argument("--epoch-frames", type=int, default=None,
+                        help="frames drawn per epoch (default: the train split's size)")
+    parser.add_argument("--init", default=None, help="detector weights to start from (default: random)")
 
 
 def run_train_detector(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     model = train_detector(args.data, args.out, args.epochs, args.batch_size, args.seed, args.resume,
                            config=DetectorConfig(width=args.width), lr=args.lr,
-                           time_limit_s=None if args.time_limit is None else 60.0 * args.time_limit)
+                           time_limit_s=None if args.time_limit is None else 60.0 * args.time_limit,
+                           epoch_frames=args.epoch_frames, init=args.init)
     print(f"trained in {time.perf_counter() - start:.0f} s; weights in {Path(args.out) / 'detector.pt'}")
     result = evaluate_detector(model, args.data, "val")
     _print_eval(result)
@@ -464,6 +557,8 @@ def add_eval_detector_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="dataset folder")
     parser.add_argument("--weights", default=str(Path(__file__).parent / "weights" / "detector.pt"))
     parser.add_argument("--split", default="test", choices=("train", "val", "test"))
+    parser.add_argument("--light-weights", default=str(Path(__file__).parent / "weights" / "light_state.pt"),
+                        help="traffic-light state classifier (perception.light_state) evaluated on the heads")
 
 
 def _print_eval(result: dict) -> None:
@@ -472,7 +567,10 @@ def _print_eval(result: dict) -> None:
 
 
 def run_eval_detector(args: argparse.Namespace) -> int:
-    result = evaluate_detector(Detector.load(args.weights), args.data, args.split)
+    from perception.light_state import LightStateClassifier
+
+    result = evaluate_detector(Detector.load(args.weights), args.data, args.split,
+                               light_classifier=LightStateClassifier.load(args.light_weights))
     _print_eval(result)
     return 0
 

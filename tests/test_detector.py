@@ -7,8 +7,10 @@ import torch
 
 from perception.detector import (CLASS_ID, CLASSES, STRIDE, CenterNet, Detection2D, Detector, DetectorConfig,
                                  RawDetections)
-from perception.detector_training import (DetectionDataset, FrameEval, average_precision, encode_targets,
-                                          frame_labels, light_accuracy, train_detector, train_steps)
+from perception.detector_training import (RARE_FRAME_WEIGHT, DetectionDataset, FrameEval, FrameLabels,
+                                          average_precision, box_iou, classifier_light_accuracy, encode_targets,
+                                          epoch_order, frame_labels, frame_weights, light_accuracy, train_detector,
+                                          train_steps)
 
 TINY = DetectorConfig(width=4, head_channels=8)
 
@@ -77,7 +79,7 @@ def test_tiny_model_loss_falls(shard_dir):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1.0)
     rng = np.random.default_rng(0)
-    losses = [train_steps(model, ds, np.arange(len(ds)), 4, opt, sched, rng, log_every=0) for _ in range(12)]
+    losses = [train_steps(model, ds, np.arange(len(ds)), 4, opt, sched, rng, log_every=0) for _ in range(16)]
     assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3])
 
 
@@ -127,3 +129,70 @@ def test_average_precision_hand_made():
     far = _frame(gt + [[200, 0, 210, 10]], [0.5, 0.4, 0.3, 0.2, 0.99], gt, optional=[False] * 4 + [True])
     assert average_precision([far]) == pytest.approx(1.0)
     assert np.isnan(average_precision([_frame([], [], [])]))
+
+
+def test_frame_weights_draw_rare_classes_more_often():
+    def lab(classes, ignore=None):
+        n = len(classes)
+        return FrameLabels(np.zeros((n, 4)), [CLASS_ID[c] for c in classes], np.full(n, 10.0),
+                           np.zeros(n, bool) if ignore is None else ignore)
+
+    labels = [lab(["car"]), lab(["car", "pedestrian"]), lab(["cyclist", "light_yellow"]),
+              lab(["pedestrian"], ignore=[True])]
+    w = frame_weights(labels)
+    np.testing.assert_allclose(w, [1.0, 1.0 + RARE_FRAME_WEIGHT, 1.0 + 2 * RARE_FRAME_WEIGHT, 1.0])
+    order = epoch_order(w, np.random.default_rng(0), size=20000)
+    np.testing.assert_allclose(np.bincount(order, minlength=4) / 20000, w / w.sum(), atol=0.01)
+
+
+class _FixedStates:
+    """A stand-in second stage that answers the given states in turn."""
+
+    def __init__(self, states):
+        self.states = list(states)
+
+    def classify(self, image, boxes):
+        out, self.states = self.states[:len(boxes)], self.states[len(boxes):]
+        return out, np.zeros((len(boxes), 3))
+
+
+def test_classifier_light_accuracy_counts_misses_as_wrong():
+    cam = {"objects": [], "lights": [
+        {"name": "a", "state": "red", "box": [10, 10, 14, 20], "distance": 30.0, "visible": True, "facing": True},
+        {"name": "b", "state": "green", "box": [40, 10, 44, 20], "distance": 35.0, "visible": True, "facing": True},
+        {"name": "c", "state": "green", "box": [80, 10, 84, 20], "distance": 70.0, "visible": True, "facing": True}]}
+    lab = frame_labels(cam)
+    # one detection on head a (its class does not matter), head b missed, head c beyond 50 m
+    pred = RawDetections(np.array([[10, 11, 14, 21], [80, 10, 84, 20]]),
+                         np.array([CLASS_ID["light_green"], CLASS_ID["light_red"]]), np.array([0.9, 0.9]),
+                         np.array([30.0, 70.0]))
+    image = np.zeros((160, 320, 3), np.uint8)
+    # ground-truth boxes: a read red, b read green; end to end: a read red
+    res = classifier_light_accuracy(_FixedStates(["red", "green", "red"]), [image], [pred], [lab], 0.25)
+    assert res["light2_state_acc_gt_50m"] == 1.0
+    assert res["light2_state_acc_e2e_50m"] == 0.5 and res["light2_e2e_recall_50m"] == 0.5
+
+
+def test_shipped_detector_finds_a_car_ahead():
+    from scenarios.schema import Scenario
+    from sim.sensors import SensorConfig, SensorRig
+    from sim.world import World
+
+    scn = Scenario.model_validate({
+        "name": "detector_test", "road": {"preset": "highway", "params": {"num_lanes": 2, "length": 300}},
+        "ego": {"lane": "lane_0", "s": 50, "speed": 0, "goal": {"lane": "lane_0", "s": 290}},
+        "actors": [{"id": "car", "type": "car", "lane": "lane_0", "s": 75.0, "behaviour": "static"},
+                   {"id": "walker", "type": "pedestrian", "lane": "lane_1", "s": 68.0, "behaviour": "static"}]})
+    world = World(scn, 0)
+    rig = SensorRig(world, SensorConfig(lidar=None))
+    frame = rig.render_camera(rig.snapshot(world))
+    found = Detector.shipped().detect(frame.image, frame.K, frame.T_ego_cam)
+    objects = frame.labels.objects
+    for row, cls in ((0, "car"), (1, "pedestrian")):
+        truth = objects.box[list(objects.track_id).index(row + 1)]
+        mine = [d for d in found if d.cls == cls]
+        assert mine, f"no {cls} detected"
+        best = max(box_iou(np.array([truth]), np.array([d.box for d in mine]))[0])
+        assert best >= 0.5
+    car = max((d for d in found if d.cls == "car"), key=lambda d: d.score)
+    assert car.distance == pytest.approx(float(objects.distance[0]), rel=0.25)

@@ -74,21 +74,40 @@ def split_of(scenario_seed: int) -> str:
 
 
 def _randomised(scenario, rng: np.random.Generator):
-    """The scenario with random traffic added when it has none."""
-    from scenarios.schema import TrafficSpec
-
-    if scenario.traffic.count > 0:
-        return scenario
+    """The scenario with random traffic added when it has none, and every traffic light of the
+    road shifted by one common random phase (so the lights of a junction stay in step). In three
+    shards out of four the shift puts the start of one light's yellow phase, picked at random,
+    in the first 11 s of the run (a shard's default warm-up and frames), since the yellow phase
+    is a small part of a cycle; otherwise the shift is uniform over the longest cycle."""
+    from scenarios.schema import LightSpec, TrafficSpec
     from sim.presets import build_road
 
     road = build_road(scenario.road.preset, scenario.road.params)
-    vmax = max(ln.speed_limit for ln in road.lanes)
-    longest = max(ln.length for ln in road.lanes if ln.kind == "driving")
-    if longest <= 60.0:
+    if scenario.traffic.count == 0:
+        vmax = max(ln.speed_limit for ln in road.lanes)
+        longest = max(ln.length for ln in road.lanes if ln.kind == "driving")
+        if longest > 60.0:
+            traffic = TrafficSpec(count=int(rng.integers(4, 20)), s_range=(0.0, longest),
+                                  speed_range=(0.6 * vmax, vmax), truck_fraction=float(rng.uniform(0.0, 0.25)))
+            scenario = scenario.model_copy(update={"traffic": traffic})
+    if not road.lights:
         return scenario
-    traffic = TrafficSpec(count=int(rng.integers(4, 20)), s_range=(0.0, longest), speed_range=(0.6 * vmax, vmax),
-                          truck_fraction=float(rng.uniform(0.0, 0.25)))
-    return scenario.model_copy(update={"traffic": traffic})
+    overrides = {spec.name: spec for spec in scenario.lights}
+    timing = []  # (name, green, yellow, red, offset) [s] with the scenario's overrides applied
+    for light in road.lights:
+        spec = overrides.get(light.name)
+        values = [light.green, light.yellow, light.red, light.offset]
+        for j, key in enumerate(("green", "yellow", "red", "offset")):
+            if spec is not None and getattr(spec, key) is not None:
+                values[j] = getattr(spec, key)
+        timing.append((light.name, *values))
+    towards_yellow = rng.random() < 0.75
+    _, green, yellow, _, offset = timing[int(rng.integers(len(timing)))]
+    t_yellow = float(rng.uniform(-yellow, 11.0))  # [s] when that light turns yellow
+    uniform = float(rng.uniform(0.0, max(g + y + r for _, g, y, r, _ in timing)))
+    shift = green - offset - t_yellow if towards_yellow else uniform  # [s]
+    lights = [LightSpec(name=n, green=g, yellow=y, red=r, offset=o + shift) for n, g, y, r, o in timing]
+    return scenario.model_copy(update={"lights": lights})
 
 
 def _sensor_config(rng: np.random.Generator) -> SensorConfig:
@@ -304,12 +323,25 @@ def add_dataset_parser(sub) -> None:
     dsub = p.add_subparsers(dest="dataset_command", required=True)
     g = dsub.add_parser("generate", help="run scenarios and write frames and labels in shards (resumable)")
     g.add_argument("--suite", required=True, help="shipped suite (highway, urban, all) or a scenario file or folder")
-    g.add_argument("--frames", type=int, required=True, help="total frames to write")
+    g.add_argument("--kind", choices=("sensors", "trajectories"), default="sensors",
+                   help="sensors: camera and lidar frames; trajectories: every actor's states at 10 Hz "
+                        "for the learned predictor (planning.trajectory_data)")
+    g.add_argument("--frames", type=int, help="total frames to write (--kind sensors, required)")
+    g.add_argument("--runs", type=int, default=150, help="closed-loop runs to record (--kind trajectories)")
     g.add_argument("--out", required=True, help="dataset folder (re-running resumes it)")
     g.add_argument("--seed", type=int, default=0, help="base seed; shard k uses SeedSequence([seed, k])")
     g.add_argument("--frames-per-shard", type=int, default=20)
     g.add_argument("--every", type=float, default=0.5, help="[s] simulated time between frames")
-    g.set_defaults(func=_cmd_generate)
+
+    def generate_kind(args) -> int:
+        if args.kind == "trajectories":
+            from planning.trajectory_data import cmd_generate_trajectories
+            return cmd_generate_trajectories(args)
+        if args.frames is None:
+            g.error("--frames is required with --kind sensors")
+        return _cmd_generate(args)
+
+    g.set_defaults(func=generate_kind)
     s = dsub.add_parser("show", help="draw one frame with its labels and the lidar sweep from above")
     s.add_argument("dir", help="dataset folder")
     s.add_argument("--index", type=int, default=0, help="frame number over all shards")
