@@ -21,7 +21,7 @@ from scenarios.runs import ego_route, make_stack
 from sim.runner import ClosedLoop
 from sim.world import World
 
-STAGES = ("lanes", "detector", "lidar", "fusion", "tracking", "lights", "total", "render")
+STAGES = ("lanes", "detector", "lidar", "lidar_own", "fusion", "tracking", "lights", "total", "render")
 
 
 def main() -> None:
@@ -57,7 +57,8 @@ def main() -> None:
     print(f"{'stage':<10} {'median ms':>10} {'p90 ms':>8}")
     for k in STAGES:
         v = np.array(ms[k])
-        note = "  (simulator, not perception)" if k == "render" else ""
+        note = {"render": "  (simulator, not perception)", "lidar": "  (waiting for the lidar thread after the CNNs)",
+                "lidar_own": "  (the lidar thread's own time, beside the CNNs)"}.get(k, "")
         print(f"{k:<10} {np.nanmedian(v):>10.2f} {np.nanpercentile(v, 90):>8.2f}{note}")
 
 

@@ -11,6 +11,7 @@ tracker's input (perception.tracking.Detection).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -27,6 +28,14 @@ CAMERA_CLASS = {"car": CAR, "truck": TRUCK, "pedestrian": PEDESTRIAN, "cyclist":
 # [m] length, width and height assumed for an object seen by the camera alone
 CLASS_SIZE = {CAR: (4.6, 1.85, 1.5), TRUCK: (9.0, 2.5, 3.2), PEDESTRIAN: (0.6, 0.6, 1.75), CYCLIST: (1.8, 0.7, 1.7)}
 UNKNOWN_YAW = float("nan")  # a camera-only object's heading; the caller may take it from the map
+# [m] std of a box centre: lidar boxes are within decimetres near by and coarser far away (fewer beams on the
+# object, a partly seen box grown to a prior); the camera's distance estimate is good to a few per cent
+LIDAR_SIGMA_FLOOR, LIDAR_SIGMA_PER_M = 0.15, 0.012
+CAMERA_SIGMA_FLOOR, CAMERA_SIGMA_PER_M = 0.5, 0.08
+
+
+def lidar_sigma(obj: LidarObject) -> float:
+    return LIDAR_SIGMA_FLOOR + LIDAR_SIGMA_PER_M * math.hypot(obj.x, obj.y)
 
 
 @dataclass(frozen=True)
@@ -132,7 +141,7 @@ def merge(det: Detection2D, obj: LidarObject) -> Detection:
         prior = CLASS_SIZE[cls]
         length, width = min(length, prior[0] + 0.5), min(width, prior[1] + 0.5)
     return Detection(x=obj.x, y=obj.y, yaw=obj.yaw, length=length, width=width, cls=cls,
-                     score=max(det.score, min(1.0, obj.n_points / 50.0)))
+                     score=max(det.score, min(1.0, obj.n_points / 50.0)), sigma=lidar_sigma(obj))
 
 
 def camera_only(det: Detection2D, calib: Calibration, cfg: FusionConfig) -> Detection:
@@ -156,8 +165,9 @@ def camera_only(det: Detection2D, calib: Calibration, cfg: FusionConfig) -> Dete
     heading = math.atan2(face[1] - origin[1], face[0] - origin[0])
     x = face[0] + 0.5 * length * math.cos(heading)  # from the nearest face to the box centre, along the ray
     y = face[1] + 0.5 * length * math.sin(heading)
+    rng = math.hypot(x - origin[0], y - origin[1])
     return Detection(x=float(x), y=float(y), yaw=UNKNOWN_YAW, length=length, width=width, cls=CAMERA_CLASS[det.cls],
-                     score=det.score)
+                     score=det.score, sigma=max(CAMERA_SIGMA_FLOOR, CAMERA_SIGMA_PER_M * rng))
 
 
 @dataclass(frozen=True)
@@ -186,7 +196,8 @@ def fuse(camera: list[Detection2D], lidar: list[LidarObject], calib: Calibration
     matched_cam = {i for i, _ in pairs}
     matched_lidar = {j for _, j in pairs}
     lidar_only = [j for j in range(len(lidar)) if j not in matched_lidar and keep_lidar(lidar[j], boxes[j] is not None)]
-    out += to_detections([lidar[j] for j in lidar_only])
+    out += [dataclasses.replace(d, sigma=lidar_sigma(lidar[j]))
+            for j, d in zip(lidar_only, to_detections([lidar[j] for j in lidar_only]))]
     # a camera box the lidar did not confirm stands alone only where no other object already is: an
     # unmatched box on top of a lidar object is the same object with a poor distance estimate
     cam_only = []

@@ -20,9 +20,11 @@ for localisation.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +52,7 @@ class LearnedConfig:
     light_confidence: float = 0.6  # a head's reading below this probability counts as not read
     light_memory: float = 1.0  # [s] a light's last reading stands this long when its heads are not seen
     unknown_range: float = 40.0  # [m] a light with a head facing us this near but unread is reported "unknown"
+    lidar_thread: bool = True  # run the lidar objects on a thread beside the CNNs
 
 
 # ----------------------------------------------------------------------------- the map
@@ -205,6 +208,7 @@ class LearnedPerception:
         self.lanes_index = LaneIndex(road)
         self.heads = rig.static.heads if rig is not None else ()
         self._faults = None
+        self._executor: ThreadPoolExecutor | None = None
         self._lights: dict[str, tuple[str, float]] = {}  # light name -> (state, time read)
         self.last = CycleRecord()
 
@@ -223,6 +227,9 @@ class LearnedPerception:
                    shipped_light_classifier())
 
     def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
         if self.rig is not None:
             self.rig.close()
 
@@ -247,12 +254,15 @@ class LearnedPerception:
 
         start = clock
         calib = Calibration(np.asarray(camera.K), np.asarray(camera.T_ego_cam), camera.width, camera.height)
+        # the lidar pipeline (NumPy, SciPy and Numba, mostly without the GIL) runs beside the two CNNs
+        lidar_job = self._pool().submit(self._lidar_objects, lidar.points) if self.config.lidar_thread else None
         rec.lanes = self.lane_detector.detect(camera.image, camera.K, camera.T_ego_cam)
         lap("lanes")
         rec.detections = self.detector.detect(camera.image, camera.K, camera.T_ego_cam)
         lap("detector")
-        rec.lidar_objects = detect_lidar_objects(lidar.points, self.lidar_config)
-        lap("lidar")
+        rec.lidar_objects, rec.ms["lidar_own"] = (lidar_job.result() if lidar_job is not None
+                                                  else self._lidar_objects(lidar.points))
+        lap("lidar")  # with the lidar thread: the wait for it after the CNNs
         rec.fusion = fuse(rec.detections, rec.lidar_objects, calib, self._keep_lidar(ego), self.fusion_config)
         detections = self._on_map(rec.fusion.detections, ego)
         lap("fusion")
@@ -265,6 +275,15 @@ class LearnedPerception:
         self.last = rec
         return PerceptionOutput(t=ego.t, objects=objects, lanes=tuple(rec.lanes), light_states=lights,
                                 latency=rec.ms["total"] * 1e-3, range=self.config.max_range)
+
+    def _lidar_objects(self, points: np.ndarray) -> tuple[list[LidarObject], float]:
+        t0 = time.perf_counter()
+        return detect_lidar_objects(points, self.lidar_config), (time.perf_counter() - t0) * 1e3
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lidar-objects")
+        return self._executor
 
     # ---- map checks ------------------------------------------------------------------
 
@@ -291,8 +310,7 @@ class LearnedPerception:
         out = []
         for d, h in zip(detections, heading):
             yaw = lane_heading_yaw(d.yaw + ego.yaw if math.isfinite(d.yaw) else float("nan"), float(h)) - ego.yaw
-            out.append(Detection(x=d.x, y=d.y, yaw=math.remainder(yaw, 2 * math.pi), length=d.length, width=d.width,
-                                 cls=d.cls, score=d.score))
+            out.append(dataclasses.replace(d, yaw=math.remainder(yaw, 2 * math.pi)))
         return out
 
     # ---- traffic lights --------------------------------------------------------------

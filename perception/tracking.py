@@ -2,7 +2,8 @@
 
 `Tracker.update(detections, t, ego=...)` reads like the textbook loop:
 `to_world` -> `predict` every track -> `associate` (gated Mahalanobis cost,
-scipy's linear_sum_assignment) -> `correct` matched tracks -> `spawn` tracks for
+scipy's linear_sum_assignment) -> `rescue` confirmed tracks left outside every
+gate (nearest leftover detection within a few metres) -> `correct` matched tracks -> `spawn` tracks for
 unmatched detections -> `prune` tracks missed too often -> report confirmed
 tracks as sim.types.TrackedObject. Track state is x, y, vx, vy in the world frame.
 """
@@ -28,6 +29,7 @@ class Detection:
     width: float  # [m]
     cls: int  # index into sim.types.CLASS_NAMES
     score: float  # [0, 1]
+    sigma: float = float("nan")  # [m] std of the centre; nan: the tracker's TrackerConfig.meas_noise
 
 
 @dataclass(frozen=True)
@@ -40,9 +42,11 @@ class TrackerConfig:
     misses_to_delete: int = 3  # K: a track is deleted after this many updates in a row without a match
     size_smoothing: float = 0.3  # weight of a new detection's length and width in the track's running size
     heading_speed: float = 2.0  # [m/s] above this a track's heading is its velocity's; below, its detections'
+    rescue_reach: float = 3.0  # [m] a confirmed track outside every gate takes a leftover detection this near
+    confirm_speed_std: float = 2.5  # [m/s] a track is reported only once its velocity's std is below this
 
     def __post_init__(self):
-        for name in ("accel_noise", "meas_noise", "init_speed_std", "gate"):
+        for name in ("accel_noise", "meas_noise", "init_speed_std", "gate", "rescue_reach", "confirm_speed_std"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"TrackerConfig.{name}: expected a finite number > 0, got {value!r}")
@@ -84,7 +88,7 @@ def to_world(d: Detection, ego: EgoState | None) -> Detection:
     c, s = math.cos(ego.yaw), math.sin(ego.yaw)
     return Detection(x=ego.x + c * d.x - s * d.y, y=ego.y + s * d.x + c * d.y,
                      yaw=math.atan2(math.sin(d.yaw + ego.yaw), math.cos(d.yaw + ego.yaw)),
-                     length=d.length, width=d.width, cls=d.cls, score=d.score)
+                     length=d.length, width=d.width, cls=d.cls, score=d.score, sigma=d.sigma)
 
 
 def predict(mean: np.ndarray, cov: np.ndarray, dt: float, accel_noise: float) -> tuple[np.ndarray, np.ndarray]:
@@ -104,19 +108,42 @@ def correct(mean: np.ndarray, cov: np.ndarray, z: np.ndarray, R: np.ndarray) -> 
     return mean + K @ (z - H @ mean), I_KH @ cov @ I_KH.T + K @ R @ K.T
 
 
-def associate(tracks: list[Track], dets: list[Detection], R: np.ndarray, gate: float) -> list[tuple[int, int]]:
-    """(track, detection) index pairs of the least total squared Mahalanobis distance, each under the gate."""
+def measurement_noise(d: Detection, default: float) -> np.ndarray:
+    """(2, 2) covariance of a detection's centre."""
+    sigma = d.sigma if math.isfinite(d.sigma) else default
+    return np.eye(2) * sigma ** 2
+
+
+def associate(tracks: list[Track], dets: list[Detection], Rs: list[np.ndarray], gate: float
+              ) -> list[tuple[int, int]]:
+    """(track, detection) index pairs of the least total squared Mahalanobis distance, each under the gate;
+    Rs[j] is detection j's measurement covariance."""
     if not tracks or not dets:
         return []
     z = np.array([[d.x, d.y] for d in dets])
     cost = np.empty((len(tracks), len(dets)))
     for i, tr in enumerate(tracks):
-        S_inv = np.linalg.inv(H @ tr.cov @ H.T + R)
+        P = H @ tr.cov @ H.T
         r = z - H @ tr.mean
-        cost[i] = np.einsum("ni,ij,nj->n", r, S_inv, r)
-    big = gate * 1e3  # pairs beyond the gate stay assignable to keep the problem square, then are dropped
+        for j in range(len(dets)):
+            cost[i, j] = r[j] @ np.linalg.solve(P + Rs[j], r[j])
+    return _assign(cost, gate)
+
+
+def _assign(cost: np.ndarray, gate: float) -> list[tuple[int, int]]:
+    big = gate * 1e3 + 1.0  # pairs beyond the gate stay assignable to keep the problem square, then are dropped
     rows, cols = linear_sum_assignment(np.where(cost < gate, cost, big))
     return [(int(i), int(j)) for i, j in zip(rows, cols) if cost[i, j] < gate]
+
+
+def rescue(tracks: list[Track], dets: list[Detection], reach: float) -> list[tuple[int, int]]:
+    """Second chance for confirmed tracks the gate left unmatched: the nearest leftover detection within
+    `reach` metres of the predicted centre (a box whose centre jumped, e.g. a lidar box grown the other way)."""
+    if not tracks or not dets:
+        return []
+    d = np.hypot(np.array([[det.x for det in dets]]) - np.array([[tr.mean[0]] for tr in tracks]),
+                 np.array([[det.y for det in dets]]) - np.array([[tr.mean[1]] for tr in tracks]))
+    return _assign(d, reach)
 
 
 @dataclass
@@ -130,30 +157,37 @@ class Tracker:
         """Fold in the detections taken at t [s] (ego frame when `ego` is given, world frame otherwise)
         and return the confirmed tracks."""
         cfg = self.config
-        R = np.eye(2) * cfg.meas_noise ** 2
         dets = [to_world(d, ego) for d in detections]
+        Rs = [measurement_noise(d, cfg.meas_noise) for d in dets]
         dt = 0.0 if self.t is None else t - self.t
         if dt < 0.0:
             raise ValueError(f"Tracker.update: time went backwards from {self.t} s to {t} s")
         self.t = t
         for tr in self.tracks:
             tr.mean, tr.cov = predict(tr.mean, tr.cov, dt, cfg.accel_noise)
-        pairs = associate(self.tracks, dets, R, cfg.gate)
+        pairs = associate(self.tracks, dets, Rs, cfg.gate)
+        left_tracks = [i for i, tr in enumerate(self.tracks) if tr.confirmed and i not in {i for i, _ in pairs}]
+        left_dets = [j for j in range(len(dets)) if j not in {j for _, j in pairs}]
+        pairs += [(left_tracks[a], left_dets[b]) for a, b in rescue([self.tracks[i] for i in left_tracks],
+                                                                     [dets[j] for j in left_dets], cfg.rescue_reach)]
         matched_tracks = {i for i, _ in pairs}
         matched_dets = {j for _, j in pairs}
         for i, j in pairs:
             tr, d = self.tracks[i], dets[j]
-            tr.mean, tr.cov = correct(tr.mean, tr.cov, np.array([d.x, d.y]), R)
+            tr.mean, tr.cov = correct(tr.mean, tr.cov, np.array([d.x, d.y]), Rs[j])
             tr.absorb(d, cfg.size_smoothing)
             tr.hits, tr.misses = tr.hits + 1, 0
-            tr.confirmed = tr.confirmed or tr.hits >= cfg.hits_to_confirm
+            speed_std = math.sqrt(max(tr.cov[2, 2], tr.cov[3, 3]))
+            # reported once seen often enough and its velocity is known: a fresh track's velocity starts at
+            # zero, and a far car that seems to stand still is a phantom obstacle for the planner
+            tr.confirmed = tr.confirmed or (tr.hits >= cfg.hits_to_confirm and speed_std <= cfg.confirm_speed_std)
         for i, tr in enumerate(self.tracks):
             if i not in matched_tracks:
                 tr.misses += 1
         self.tracks = [tr for tr in self.tracks if tr.misses < cfg.misses_to_delete]
         for j, d in enumerate(dets):
             if j not in matched_dets:
-                self.tracks.append(self._spawn(d, R))
+                self.tracks.append(self._spawn(d, Rs[j]))
         return tuple(self._report(tr) for tr in self.tracks if tr.confirmed)
 
     def _spawn(self, d: Detection, R: np.ndarray) -> Track:

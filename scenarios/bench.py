@@ -198,8 +198,11 @@ def run_tasks(tasks: list[RunTask], options: PoolOptions, progress: "Progress | 
 
 # ---- local backend: spawned worker processes, one pipe each -------------------------------------
 
-def _local_worker(conn, modules: tuple[str, ...], timeout: float, stack_path: str) -> None:
+def _local_worker(conn, modules: tuple[str, ...], timeout: float, stack_path: str, threads: int = 1) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    # the workers share the cores: each one's CNN inference (learned perception) gets its share of threads;
+    # the variable is read when torch is first imported, which happens after this
+    os.environ["OMP_NUM_THREADS"] = str(threads)
     import_planner_modules(modules)
     import sim.runner  # noqa: F401 - the closed loop's imports happen before the first timed run
     conn.send(("ready", None))
@@ -248,7 +251,8 @@ class LocalPool:
         parent, child = self._ctx.Pipe()
         stack = self._dir / f"worker{slot}.stack"
         proc = self._ctx.Process(target=_local_worker, name=f"drivestack-bench-{slot}", daemon=True,
-                                 args=(child, self._options.planner_modules, self._options.timeout, str(stack)))
+                                 args=(child, self._options.planner_modules, self._options.timeout, str(stack),
+                                       max(1, (os.cpu_count() or 1) // self.capacity)))
         with _sigint_ignored():  # the child inherits SIG_IGN, so Ctrl-C cannot hit it while it starts
             proc.start()
         child.close()
