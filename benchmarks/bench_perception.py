@@ -1,6 +1,6 @@
 """Latency of the whole learned perception per stack cycle, stage by stage.
 
-    python benchmarks/bench_perception.py [--scenario FILE] [--cycles 100] [--torch-threads 2]
+    python benchmarks/bench_perception.py [--scenario FILE] [--cycles 100] [--torch-threads 1]
 
 A scenario (default: the shipped `cruise_dense`, a four-lane highway in dense
 traffic) runs in closed loop with learned perception; every cycle's lane CNN, object CNN, lidar objects, fusion,
@@ -28,15 +28,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", default=str(shipped_suites_dir() / "highway" / "cruise_dense.yaml"))
     parser.add_argument("--cycles", type=int, default=100)
-    parser.add_argument("--torch-threads", type=int, default=2)
+    parser.add_argument("--torch-threads", type=int, default=1, help="threads of the CNNs (LearnedConfig.torch_threads)")
     args = parser.parse_args()
-    torch.set_num_threads(args.torch_threads)
     cases, errors = load_cases([args.scenario])
     if errors:
         raise SystemExit(str(errors[0]))
     case = cases[0]
     world = World(case.scenario, case.scenario.seed)
     stack = make_stack(world, "lattice", "learned")
+    torch.set_num_threads(args.torch_threads)  # after the perception set its own
     loop = ClosedLoop(world, stack, ego_route(world), duration=(args.cycles + 5) / case.scenario.stack_rate)
     ms: dict[str, list[float]] = {k: [] for k in STAGES}
     objects = []

@@ -6,10 +6,12 @@
     relevance = relevance(attention, boxes, image size)    attention mass inside each object's box
 
 The goal modulates the features twice with FiLM (a per-channel scale and
-shift from an MLP over the goal); two coordinate channels let a modulated
-channel prefer a part of the image (the oncoming lanes on the left for a left
-turn, the lane straight ahead for "follow"). One logit per cell, then a
-softmax over all cells, so a map sums to 1.
+shift from an MLP over the goal); position channels (cell coordinates and
+their sines and cosines) let a modulated channel prefer a part of the image,
+and a second MLP decodes the goal into a coarse spatial prior added to the
+logits (the oncoming lanes on the left for a left turn, the lane straight
+ahead for "follow"). One logit per cell, then a softmax over all cells, so a
+map sums to 1.
 
 The command of a route (`route_command`) comes from the lanes within
 COMMAND_LOOKAHEAD metres ahead: the first turn connector or lane change met.
@@ -104,14 +106,8 @@ def detector_features(model: CenterNet, images: np.ndarray) -> torch.Tensor:
     pooled by POOL, for (B, H, W, 3) uint8 images (H, W multiples of 16). No gradients."""
     model.eval()
     with torch.no_grad():
-        x = normalise(np.ascontiguousarray(images))
-        c2 = model.stage2(model.stage1(x))
-        c3 = model.stage3(c2)
-        c4 = model.stage4(c3)
-        p = model.lateral[2](c4)
-        p = model.lateral[1](c3) + F.interpolate(p, size=c3.shape[-2:], mode="nearest")
-        p = model.lateral[0](c2) + F.interpolate(p, size=c2.shape[-2:], mode="nearest")
-        return F.avg_pool2d(model.smooth(p), POOL)
+        x = normalise(np.array(images, dtype=np.uint8))  # a writable copy: frames are read-only
+        return F.avg_pool2d(model.features(x), POOL)
 
 
 def pad_image(image: np.ndarray) -> np.ndarray:
@@ -239,7 +235,9 @@ def cell_coverage(boxes: np.ndarray, image_size: tuple[int, int], grid: tuple[in
 
 def relevance(attention: np.ndarray, boxes: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
     """(N,) attention mass inside each box (N, 4) [px] of an image (width, height) [px]; the map
-    (h, w) spans the image. A box over the whole image gets the whole mass (1 for a normalised map)."""
+    (h, w) spans the image. A box over the whole image gets the whole mass (1 for a normalised map).
+    The mass is shared by everything in view, so a relevant object typically gets a few hundredths
+    to a few tenths, an irrelevant one about its box's share of the target's floor."""
     attention = np.asarray(attention, dtype=np.float64)
     if len(boxes) == 0:
         return np.zeros(0)

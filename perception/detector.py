@@ -109,13 +109,17 @@ class CenterNet(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """image (B, 3, H, W) normalised with PIXEL_MEAN and PIXEL_STD; H and W multiples of 16."""
+        return self.head(self.features(image))
+
+    def features(self, image: torch.Tensor) -> torch.Tensor:
+        """(B, head_channels, H / 4, W / 4) the top-down feature map the head reads (the attention module's input)."""
         c2 = self.stage2(self.stage1(image))
         c3 = self.stage3(c2)
         c4 = self.stage4(c3)
         p = self.lateral[2](c4)
         p = self.lateral[1](c3) + F.interpolate(p, size=c3.shape[-2:], mode="nearest")
         p = self.lateral[0](c2) + F.interpolate(p, size=c2.shape[-2:], mode="nearest")
-        return self.head(self.smooth(p))
+        return self.smooth(p)
 
 
 def normalise(images: np.ndarray | torch.Tensor) -> torch.Tensor:

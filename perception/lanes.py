@@ -317,7 +317,10 @@ def lane_loss(outputs, cls_t: torch.Tensor, exist_t: torch.Tensor, dashed_t: tor
 
 def image_tensor(images: np.ndarray) -> torch.Tensor:
     """(B, H, W, 3) uint8 -> (B, 3, H, W) float in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
+    images = np.ascontiguousarray(images)
+    if not images.flags.writeable:  # frames are read-only; torch wants memory it may write
+        images = images.copy()
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
 
 
 # ----------------------------------------------------------------------------- inference

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from scipy.spatial import cKDTree
 
 from perception.detector import Detection2D, Detector
@@ -53,6 +54,9 @@ class LearnedConfig:
     light_memory: float = 1.0  # [s] a light's last reading stands this long when its heads are not seen
     unknown_range: float = 40.0  # [m] a light with a head facing us this near but unread is reported "unknown"
     lidar_thread: bool = True  # run the lidar objects on a thread beside the CNNs
+    # torch's intra-op threads for the CNNs. One: the lidar thread takes the second core, and OpenMP threads
+    # that outnumber the free cores wait on each other for up to a second a cycle (measured on 2 cores)
+    torch_threads: int = 1
 
 
 # ----------------------------------------------------------------------------- the map
@@ -205,6 +209,8 @@ class LearnedPerception:
         self.lane_detector, self.detector, self.light_classifier = lanes, detector, light_classifier
         self.config, self.lidar_config, self.fusion_config = config, lidar, fusion
         self.tracker = Tracker(tracker)
+        if config.torch_threads > 0:
+            torch.set_num_threads(config.torch_threads)  # process-wide: this process runs the car
         self.lanes_index = LaneIndex(road)
         self.heads = rig.static.heads if rig is not None else ()
         self._faults = None
