@@ -32,6 +32,7 @@ UNKNOWN_YAW = float("nan")  # a camera-only object's heading; the caller may tak
 # object, a partly seen box grown to a prior); the camera's distance estimate is good to a few per cent
 LIDAR_SIGMA_FLOOR, LIDAR_SIGMA_PER_M = 0.15, 0.012
 CAMERA_SIGMA_FLOOR, CAMERA_SIGMA_PER_M = 0.5, 0.08
+FRUSTUM_SIGMA_FLOOR, FRUSTUM_SIGMA_PER_M = 0.3, 0.01  # camera bearing, lidar range
 
 
 def lidar_sigma(obj: LidarObject) -> float:
@@ -67,10 +68,16 @@ class FusionConfig:
     min_iou: float = 0.2  # camera box and projected lidar box overlap at least this much to match
     distance_gate: float = 0.35  # relative disagreement of the camera's and the lidar's distance that rejects a pair
     distance_gate_floor: float = 4.0  # [m] ... but never below this
-    duplicate_gate_floor: float = 3.0  # [m] a camera-only object this near another object is that object
+    duplicate_gate: float = 0.12  # a camera-only object nearer another object than this share of its range is that
+    duplicate_gate_floor: float = 3.0  # [m] object, but never nearer than this
     min_camera_score: float = 0.35  # camera detections below this score do not make objects on their own
     ground_plane_range: float = 25.0  # [m] nearer than this a camera-only object is placed on the ground plane
     near: float = 0.5  # [m] lidar box corners closer to the camera plane than this are behind it
+    frustum_shrink: float = 0.2  # share of a camera box's width and height cut from each side for frustum ranging
+    frustum_shrink_above: float = 12.0  # [px] ... for boxes at least this wide and high
+    frustum_min_height: float = 0.3  # [m] returns lower than this are road
+    frustum_min_points: int = 2  # fewer returns in the box: no lidar range
+    frustum_depth: float = 1.5  # [m] returns this far behind the nearest in the box belong to the object
 
 
 def box_corners(obj: LidarObject) -> np.ndarray:
@@ -144,30 +151,63 @@ def merge(det: Detection2D, obj: LidarObject) -> Detection:
                      score=max(det.score, min(1.0, obj.n_points / 50.0)), sigma=lidar_sigma(obj))
 
 
-def camera_only(det: Detection2D, calib: Calibration, cfg: FusionConfig) -> Detection:
-    """An object the lidar missed, placed from the camera alone.
+def frustum_range(det: Detection2D, calib: Calibration, points: np.ndarray | None, cfg: FusionConfig) -> float:
+    """[m] from the camera to the nearest face of the object in the box, measured by the lidar returns that
+    fall inside the (shrunk) box; nan with too few. Beyond the lidar objects' reach a far car has only a
+    handful of returns, too few to cluster but plenty to range it to centimetres."""
+    if points is None or len(points) == 0:
+        return float("nan")
+    u0, v0, u1, v1 = det.box
+    # a big box's edges hold the background; a far car's box is a few pixels and every one counts
+    shrink = cfg.frustum_shrink if min(u1 - u0, v1 - v0) >= cfg.frustum_shrink_above else 0.0
+    du, dv = shrink * (u1 - u0), shrink * (v1 - v0)
+    p = points[points[:, 2] > cfg.frustum_min_height, :3]
+    cam = calib.to_camera(p)
+    front = cam[:, 2] > 1.0
+    cam = cam[front]
+    u = calib.K[0, 0] * cam[:, 0] / cam[:, 2] + calib.K[0, 2]
+    v = calib.K[1, 1] * cam[:, 1] / cam[:, 2] + calib.K[1, 2]
+    inside = (u >= u0 + du) & (u <= u1 - du) & (v >= v0 + dv) & (v <= v1 - dv)
+    if np.count_nonzero(inside) < cfg.frustum_min_points:
+        return float("nan")
+    rng = np.sort(np.linalg.norm(cam[inside], axis=1))
+    # the object is the nearest surface in its box: the lowest returns, past a stray one or two
+    near = rng[rng <= rng[min(1, len(rng) - 1)] + cfg.frustum_depth]
+    if len(near) < cfg.frustum_min_points:
+        return float("nan")
+    return float(np.median(near))
 
-    Near objects stand on the ground plane: the ray through the bottom centre of the box meets the road
-    at the object's nearest face. Farther away a pixel of box bottom is metres of range, so the
-    detector's distance estimate along the ray through the box centre is used instead."""
+
+def camera_only(det: Detection2D, calib: Calibration, cfg: FusionConfig, points: np.ndarray | None = None
+                ) -> Detection:
+    """An object the lidar objects missed, placed along the camera's ray through its box.
+
+    Its range comes from the lidar returns inside the box when there are enough (`frustum_range`); near
+    objects otherwise stand on the ground plane (the ray through the bottom centre of the box meets the
+    road at the object's nearest face); farther away a pixel of box bottom is metres of range, so the
+    detector's own distance estimate is used."""
     length, width, _ = CLASS_SIZE[CAMERA_CLASS[det.cls]]
     u0, v0, u1, v1 = det.box
     origin = calib.origin
-    bottom = calib.ray(0.5 * (u0 + u1), v1)
-    face = None
-    if bottom[2] < -1e-3:
-        lam = -origin[2] / bottom[2]
-        p = origin + lam * bottom
-        if math.hypot(p[0] - origin[0], p[1] - origin[1]) < cfg.ground_plane_range:
-            face = p
-    if face is None:
-        face = origin + det.distance * calib.ray(0.5 * (u0 + u1), 0.5 * (v0 + v1))
+    centre_ray = calib.ray(0.5 * (u0 + u1), 0.5 * (v0 + v1))
+    measured = frustum_range(det, calib, points, cfg)
+    face, sigma_floor, sigma_per_m = None, CAMERA_SIGMA_FLOOR, CAMERA_SIGMA_PER_M
+    if math.isfinite(measured):
+        face, sigma_floor, sigma_per_m = origin + measured * centre_ray, FRUSTUM_SIGMA_FLOOR, FRUSTUM_SIGMA_PER_M
+    else:
+        bottom = calib.ray(0.5 * (u0 + u1), v1)
+        if bottom[2] < -1e-3:
+            p = origin - origin[2] / bottom[2] * bottom
+            if math.hypot(p[0] - origin[0], p[1] - origin[1]) < cfg.ground_plane_range:
+                face = p
+        if face is None:
+            face = origin + det.distance * centre_ray
     heading = math.atan2(face[1] - origin[1], face[0] - origin[0])
     x = face[0] + 0.5 * length * math.cos(heading)  # from the nearest face to the box centre, along the ray
     y = face[1] + 0.5 * length * math.sin(heading)
     rng = math.hypot(x - origin[0], y - origin[1])
     return Detection(x=float(x), y=float(y), yaw=UNKNOWN_YAW, length=length, width=width, cls=CAMERA_CLASS[det.cls],
-                     score=det.score, sigma=max(CAMERA_SIGMA_FLOOR, CAMERA_SIGMA_PER_M * rng))
+                     score=det.score, sigma=max(sigma_floor, sigma_per_m * rng))
 
 
 @dataclass(frozen=True)
@@ -180,9 +220,10 @@ class FusionResult:
 
 
 def fuse(camera: list[Detection2D], lidar: list[LidarObject], calib: Calibration, keep_lidar,
-         cfg: FusionConfig = FusionConfig()) -> FusionResult:
+         cfg: FusionConfig = FusionConfig(), points: np.ndarray | None = None) -> FusionResult:
     """Fused detections of one cycle. `keep_lidar(obj, in_view) -> bool` decides which unmatched lidar
-    objects stand on their own (the caller knows the map; the camera vouches for nothing there)."""
+    objects stand on their own (the caller knows the map; the camera vouches for nothing there).
+    `points` (N, 3+) ego frame: the lidar sweep, to range camera-only objects (`frustum_range`)."""
     users = [i for i, d in enumerate(camera) if d.cls in CAMERA_CLASS]
     cams = [camera[i] for i in users]
     boxes = [project_box(o, calib, cfg.near) for o in lidar]
@@ -204,8 +245,8 @@ def fuse(camera: list[Detection2D], lidar: list[LidarObject], calib: Calibration
     for i in range(len(cams)):
         if i in matched_cam or cams[i].score < cfg.min_camera_score:
             continue
-        d = camera_only(cams[i], calib, cfg)
-        reach = max(cfg.duplicate_gate_floor, cfg.distance_gate * math.hypot(d.x, d.y))
+        d = camera_only(cams[i], calib, cfg, points)
+        reach = max(cfg.duplicate_gate_floor, cfg.duplicate_gate * math.hypot(d.x, d.y))
         if all(math.hypot(d.x - o.x, d.y - o.y) > reach for o in out) and all(
                 math.hypot(d.x - o.x, d.y - o.y) > reach for o in lidar):
             cam_only.append(i)

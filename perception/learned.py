@@ -269,7 +269,8 @@ class LearnedPerception:
         rec.lidar_objects, rec.ms["lidar_own"] = (lidar_job.result() if lidar_job is not None
                                                   else self._lidar_objects(lidar.points))
         lap("lidar")  # with the lidar thread: the wait for it after the CNNs
-        rec.fusion = fuse(rec.detections, rec.lidar_objects, calib, self._keep_lidar(ego), self.fusion_config)
+        rec.fusion = fuse(rec.detections, rec.lidar_objects, calib, self._keep_lidar(ego), self.fusion_config,
+                          lidar.points)
         detections = self._on_map(rec.fusion.detections, ego)
         lap("fusion")
         objects = self.tracker.update(detections, ego.t, ego=ego)
