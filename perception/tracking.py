@@ -42,11 +42,13 @@ class TrackerConfig:
     misses_to_delete: int = 3  # K: a track is deleted after this many updates in a row without a match
     size_smoothing: float = 0.3  # weight of a new detection's length and width in the track's running size
     heading_speed: float = 2.0  # [m/s] above this a track's heading is its velocity's; below, its detections'
-    rescue_reach: float = 3.0  # [m] a confirmed track outside every gate takes a leftover detection this near
+    rescue_reach: float = 3.0  # [m] a confirmed track outside every gate takes a leftover detection this near,
+    rescue_reach_per_m: float = 0.08  # ... or this share of its range from the ego, if more (far boxes jump more)
     confirm_speed_std: float = 2.5  # [m/s] a track is reported only once its velocity's std is below this
 
     def __post_init__(self):
-        for name in ("accel_noise", "meas_noise", "init_speed_std", "gate", "rescue_reach", "confirm_speed_std"):
+        for name in ("accel_noise", "meas_noise", "init_speed_std", "gate", "rescue_reach", "rescue_reach_per_m",
+                     "confirm_speed_std"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"TrackerConfig.{name}: expected a finite number > 0, got {value!r}")
@@ -136,14 +138,15 @@ def _assign(cost: np.ndarray, gate: float) -> list[tuple[int, int]]:
     return [(int(i), int(j)) for i, j in zip(rows, cols) if cost[i, j] < gate]
 
 
-def rescue(tracks: list[Track], dets: list[Detection], reach: float) -> list[tuple[int, int]]:
+def rescue(tracks: list[Track], dets: list[Detection], reach: np.ndarray) -> list[tuple[int, int]]:
     """Second chance for confirmed tracks the gate left unmatched: the nearest leftover detection within
-    `reach` metres of the predicted centre (a box whose centre jumped, e.g. a lidar box grown the other way)."""
+    reach[i] metres of track i's predicted centre (a box whose centre jumped: a lidar box grown the other
+    way, a far object first placed by the camera and then by the lidar)."""
     if not tracks or not dets:
         return []
     d = np.hypot(np.array([[det.x for det in dets]]) - np.array([[tr.mean[0]] for tr in tracks]),
                  np.array([[det.y for det in dets]]) - np.array([[tr.mean[1]] for tr in tracks]))
-    return _assign(d, reach)
+    return _assign(d / np.asarray(reach)[:, None], 1.0)
 
 
 @dataclass
@@ -169,7 +172,8 @@ class Tracker:
         left_tracks = [i for i, tr in enumerate(self.tracks) if tr.confirmed and i not in {i for i, _ in pairs}]
         left_dets = [j for j in range(len(dets)) if j not in {j for _, j in pairs}]
         pairs += [(left_tracks[a], left_dets[b]) for a, b in rescue([self.tracks[i] for i in left_tracks],
-                                                                     [dets[j] for j in left_dets], cfg.rescue_reach)]
+                                                                     [dets[j] for j in left_dets],
+                                                                     self._reach(left_tracks, ego))]
         matched_tracks = {i for i, _ in pairs}
         matched_dets = {j for _, j in pairs}
         for i, j in pairs:
@@ -189,6 +193,13 @@ class Tracker:
             if j not in matched_dets:
                 self.tracks.append(self._spawn(d, Rs[j]))
         return tuple(self._report(tr) for tr in self.tracks if tr.confirmed)
+
+    def _reach(self, rows: list[int], ego: EgoState | None) -> np.ndarray:
+        cfg = self.config
+        if ego is None:
+            return np.full(len(rows), cfg.rescue_reach)
+        rng = np.array([math.hypot(self.tracks[i].mean[0] - ego.x, self.tracks[i].mean[1] - ego.y) for i in rows])
+        return np.maximum(cfg.rescue_reach, cfg.rescue_reach_per_m * rng)
 
     def _spawn(self, d: Detection, R: np.ndarray) -> Track:
         cov = np.zeros((4, 4))
