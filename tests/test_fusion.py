@@ -155,3 +155,61 @@ def test_average_precision_by_centre_distance():
     # a threshold too tight for the third prediction loses a third of the recall
     assert average_precision(perfect, truth, 0.25) == pytest.approx(2.0 / 3.0, abs=0.02)
     assert math.isnan(average_precision([], {}, 1.0))
+
+
+class _FakeWorld:
+    """Two cars ahead of an ego at the origin, as the perception evaluation reads a world."""
+
+    def __init__(self, t: float):
+        from sim.types import EgoState
+
+        self.table = np.array([[20.0 + 10.0 * t, 0.0, 0.0, 10.0, 0.0], [30.0, 3.5, 0.0, 0.0, 0.0]])
+        self.ego = EgoState(x=0.0, y=0.0, yaw=0.0, v=0.0, a=0.0, steer=0.0, t=t)
+
+    def actor_table(self):
+        return self.table
+
+    def actor_active(self):
+        return np.array([True, True])
+
+    def actor_classes(self):
+        return np.array([CAR, CAR])
+
+    def ego_state(self):
+        return self.ego
+
+    def light_states(self):
+        return {"ns": "red"}
+
+
+class _FakeLidar:
+    instance = np.array([1] * 10 + [2] * 10, dtype=np.int32)
+
+
+def test_clear_mot_counts_misses_false_positives_and_identity_switches():
+    from perception.evaluation import Counts, EvalConfig, score_cycle, score_lights, summarise
+    from sim.types import PerceptionOutput, TrackedObject
+
+    def track(tid, x, y):
+        return TrackedObject(id=tid, cls=CAR, x=x, y=y, yaw=0.0, vx=0.0, vy=0.0, length=4.6, width=1.9)
+
+    acc = Counts()
+    for k in range(4):
+        world = _FakeWorld(0.1 * k)
+        first = world.table[0]
+        tracks = [track(1 if k < 2 else 7, first[0] + 0.3, 0.0)]  # the first car's track changes id at k = 2
+        if k != 3:
+            tracks.append(track(2, 30.0, 3.5))  # the second car is missed at k = 3
+        if k == 1:
+            tracks.append(track(9, 45.0, -3.5))  # a phantom
+        out = PerceptionOutput(t=0.1 * k, objects=tuple(tracks), light_states={"ns": "red" if k else "green"})
+        score_cycle(acc, 0, world, out, _FakeLidar(), None, EvalConfig())
+        score_lights(acc, world, out)
+    result = summarise(acc, [], EvalConfig(min_class_count=1))
+    assert (acc.gt, acc.fn, acc.fp, acc.switches) == (8, 1, 1, 1)
+    assert result["mota"] == pytest.approx(1.0 - 3 / 8)
+    assert result["id_switches_per_100_frames"] == pytest.approx(25.0)
+    assert result["centre_error_median_m"] == pytest.approx(0.3)
+    assert result["light_state_accuracy"] == pytest.approx(3 / 4)
+    # every true track is within 0.3 m, so the phantom alone keeps AP below 1, at every threshold alike
+    assert 0.5 < result["ap"]["ap_car_0.5m"] == result["ap"]["ap_car_4m"] < 1.0
