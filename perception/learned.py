@@ -37,7 +37,7 @@ from perception.fusion import Calibration, FusionConfig, FusionResult, fuse
 from perception.lanes import LaneDetector
 from perception.lidar_objects import LidarObject, LidarObjectConfig, detect_lidar_objects
 from perception.tracking import Detection, Tracker, TrackerConfig
-from sim.types import PEDESTRIAN, EgoState, LaneEstimate, PerceptionOutput
+from sim.types import CYCLIST, PEDESTRIAN, EgoState, LaneEstimate, PerceptionOutput
 
 WEIGHTS = Path(__file__).parent / "weights"
 LIGHT_STATES = ("red", "yellow", "green")
@@ -48,7 +48,6 @@ HEAD_SIZE = (0.36, 1.0)  # [m] width and height of a light head's housing (sim.s
 class LearnedConfig:
     max_range: float = 80.0  # [m] tracks farther from the ego are not reported
     road_margin: float = 1.0  # [m] a lidar-only vehicle's centre may be this far outside a lane
-    sidewalk_margin: float = 4.0  # [m] a lidar-only pedestrian-sized object may be this far outside a lane
     light_range: float = 60.0  # [m] light heads farther from the camera are not read
     light_confidence: float = 0.6  # a head's reading below this probability counts as not read
     light_memory: float = 1.0  # [s] a light's last reading stands this long when its heads are not seen
@@ -300,10 +299,13 @@ class LearnedPerception:
         cfg = self.config
 
         def keep(obj: LidarObject, in_view: bool) -> bool:
+            # a pedestrian-sized cluster is as often a tree trunk or a pole: in the camera's view only the
+            # camera can vouch for it; outside the view it must stand on the road itself
+            if obj.cls in (PEDESTRIAN, CYCLIST) and in_view:
+                return False
             xy = np.array([ego.x + c * obj.x - s * obj.y, ego.y + s * obj.x + c * obj.y])
             outside, _ = self.lanes_index.query(xy)
-            margin = cfg.sidewalk_margin if obj.cls == PEDESTRIAN else cfg.road_margin
-            return bool(outside[0] <= margin)
+            return bool(outside[0] <= cfg.road_margin)
 
         return keep
 
