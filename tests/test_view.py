@@ -678,3 +678,16 @@ def _frame(sensors: SensorImages) -> FrameData:
                      route_xy=[[0.0, 0.0], [800.0, 0.0]], plan_xy=np.zeros((0, 2)), plan_t=np.zeros(0), candidates=(),
                      prediction=PredictionLayer.empty(), sensors=sensors, hud=hud,
                      view=ViewState(center=(110.0, 0.0), scale=6.0))
+
+
+def test_attention_map_goes_over_the_feed_camera_image():
+    from sim.types import PerceptionOutput
+    from sim.view.frame import SensorImages
+    from sim.view.live import with_attention
+
+    sensors = SensorImages(np.zeros((16, 32, 3), dtype=np.uint8), None)
+    assert with_attention(sensors, PerceptionOutput(t=0.0, objects=())) is sensors
+    heat = np.full((4, 8), 1.0 / 32)
+    drawn = with_attention(sensors, PerceptionOutput(t=0.0, objects=(), attention=heat))
+    assert drawn.camera_overlay is not None and np.allclose(drawn.camera_overlay.attention, heat)
+    assert len(drawn.camera_overlay.boxes) == 0

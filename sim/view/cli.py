@@ -54,7 +54,7 @@ def _cmd_drive(args) -> int:
     # runs in step, every cycle, as in `run`
     app = LiveView(scenario, seed=args.seed, planner=args.planner, perception=args.perception, size=size,
                    window=not headless, screenshot_dir=args.screenshots, scenario_file=str(path.resolve()),
-                   perception_off_clock=not headless)
+                   perception_off_clock=not headless, attention=args.attention == "on")
     try:
         if headless:
             while app.world.t < args.until - 1e-9 and not app.finished:
@@ -128,6 +128,8 @@ def add_view_parsers(sub) -> None:
     p.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
     p.add_argument("--planner", default=DEFAULT_PLANNER, choices=PLANNERS)
     p.add_argument("--perception", default="oracle", choices=PERCEPTIONS)
+    p.add_argument("--attention", default="off", choices=("on", "off"),
+                   help="goal-driven attention: its heatmap over the camera panel (F11)")
     p.add_argument("--size", default=DEFAULT_SIZE, help="window size WxH in pixels")
     p.add_argument("--screenshots", default="screenshots", help="folder for screenshots (key p)")
     p.add_argument("--save-log", default=None, help="write the run as a RunLog .npz when the window closes")

@@ -15,6 +15,7 @@ them drawn over; with oracle perception a RigFeed renders the panels.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from pathlib import Path
@@ -29,8 +30,8 @@ from scenarios.schema import Scenario
 from sim.runner import ClosedLoop, SimulationError
 from sim.view.app import ViewApp, rate_label
 from sim.view.async_perception import AsyncPerception
-from sim.view.frame import (FrameData, Hud, PredictionLayer, SensorImages, actors_from_world, ego_box,
-                            inspect_actor, read_sensors, sensors_from_record)
+from sim.view.frame import (CameraOverlay, FrameData, Hud, PredictionLayer, SensorImages, actors_from_world,
+                            ego_box, inspect_actor, read_sensors, sensors_from_record)
 from sim.view.manual import ManualConfig, manual_command
 from sim.view.sensor_feed import RigFeed
 from sim.world import World
@@ -59,8 +60,10 @@ class LiveView(ViewApp):
     def __init__(self, scenario: Scenario, seed: int | None = None, planner: str = DEFAULT_PLANNER,
                  perception: str = "oracle", size: tuple[int, int] = (1280, 800), window: bool = True,
                  clock: Callable[[], float] = time.perf_counter, screenshot_dir: str | Path = "screenshots",
-                 scenario_file: str = "", sensors: bool = True, perception_off_clock: bool = True):
+                 scenario_file: str = "", sensors: bool = True, perception_off_clock: bool = True,
+                 attention: bool = False):
         self.scenario, self.seed = scenario, seed
+        self.attention = attention  # the goal-driven attention module weighs the scene (its map is drawn)
         self.sensors_on = sensors  # render the camera and lidar panels
         # learned perception beside the simulation, dropping frames (False: in step, as in `run`)
         self.perception_off_clock = perception_off_clock
@@ -202,7 +205,7 @@ class LiveView(ViewApp):
         self.say(f"perception: {wanted}")
 
     def _make_stack(self, perception: str):
-        stack = make_stack(self.world, self.planner_name, perception)
+        stack = make_stack(self.world, self.planner_name, perception, attention=self.attention)
         if self.perception_off_clock and renders_frames(stack.perception):
             stack.perception = AsyncPerception(stack.perception)
         return stack
@@ -270,7 +273,7 @@ class LiveView(ViewApp):
                 record = None
             latency["perception"] = record.ms.get("total", math.nan) if record is not None else math.nan
         else:
-            return read_sensors(self.sensor_feed), frames
+            return with_attention(read_sensors(self.sensor_feed), self.loop.perception), frames
         if not self.sensors_on:
             return read_sensors(None), frames
         return sensors_from_record(record, output.attention if output is not None else None), frames
@@ -281,6 +284,16 @@ class LiveView(ViewApp):
         log.meta["file"] = self.scenario_file
         log.meta["manual_steps"] = self.manual_steps
         return log.save(path)
+
+
+def with_attention(sensors: SensorImages, output) -> SensorImages:
+    """The feed's panels with the latest attention map over the camera image (attention on, the oracle's
+    panels: the feed renders the camera at the stack's instants, so the map lines up with the image)."""
+    attention = getattr(output, "attention", None)
+    if attention is None or sensors.camera is None:
+        return sensors
+    overlay = CameraOverlay(boxes=np.zeros((0, 4)), labels=(), scores=np.zeros(0), attention=attention)
+    return dataclasses.replace(sensors, camera_overlay=overlay)
 
 
 def renders_frames(perception) -> bool:
