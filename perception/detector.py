@@ -26,6 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import batched_nms
 
+from perception.training import load_weights_file, save_weights_file
+
 CLASSES = ("car", "truck", "pedestrian", "cyclist", "light_red", "light_yellow", "light_green")
 CLASS_ID = {name: i for i, name in enumerate(CLASSES)}
 LIGHT_CLASSES = ("light_red", "light_yellow", "light_green")
@@ -202,19 +204,14 @@ class Detector:
     @classmethod
     def load(cls, path: str | Path) -> "Detector":
         """A detector from a file written by `save` (or a training checkpoint)."""
-        state = torch.load(Path(path), map_location="cpu", weights_only=True)
-        if "model" not in state or "config" not in state:
-            raise ValueError(f"{path}: expected a detector file with 'model' and 'config' entries, "
-                             f"found {sorted(state)}")
-        model = CenterNet(DetectorConfig(**state["config"]))
-        model.load_state_dict(state["model"])
+        config, weights = load_weights_file(path, "detector")
+        model = CenterNet(DetectorConfig(**config))
+        model.load_state_dict(weights)
         return cls(model)
 
     def save(self, path: str | Path) -> None:
         """Weights in half precision and the config (a few MB)."""
-        weights = {k: v.half() if v.is_floating_point() else v for k, v in self.model.state_dict().items()}
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"model": weights, "config": asdict(self.config)}, Path(path))
+        save_weights_file(path, self.model, asdict(self.config))
 
     def detect(self, image: np.ndarray, K: np.ndarray, T_ego_cam: np.ndarray) -> list[Detection2D]:
         """Detections in `image` (H, W, 3) uint8 taken with intrinsics K (3, 3); T_ego_cam (4, 4)

@@ -34,6 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import roi_align
 
+from perception.training import load_weights_file, save_weights_file
+
 STATES = ("red", "yellow", "green")
 STATE_ID = {name: k for k, name in enumerate(STATES)}
 CROP_SIZE = (32, 16)  # [px] height, width of the classifier's input (heads are about 2.5 times taller than wide)
@@ -126,19 +128,14 @@ class LightStateClassifier:
     @classmethod
     def load(cls, path: str | Path) -> "LightStateClassifier":
         """A classifier from a file written by `save`."""
-        state = torch.load(Path(path), map_location="cpu", weights_only=True)
-        if "model" not in state or "config" not in state:
-            raise ValueError(f"{path}: expected a light-state file with 'model' and 'config' entries, "
-                             f"found {sorted(state)}")
-        model = LightNet(LightStateConfig(**state["config"]))
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()})
+        config, weights = load_weights_file(path, "light-state")
+        model = LightNet(LightStateConfig(**config))
+        model.load_state_dict(weights)
         return cls(model)
 
     def save(self, path: str | Path) -> None:
         """Weights in half precision and the config."""
-        weights = {k: v.half() if v.is_floating_point() else v for k, v in self.model.state_dict().items()}
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"model": weights, "config": asdict(self.config)}, Path(path))
+        save_weights_file(path, self.model, asdict(self.config))
 
     def classify(self, image: np.ndarray, boxes: np.ndarray) -> tuple[list[str], np.ndarray]:
         """States (one of STATES per box) and probabilities (N, 3) over STATES of the light heads
