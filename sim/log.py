@@ -45,6 +45,8 @@ class RunLog:
     behaviour: list[str]  # (K,) active behaviour per cycle
     plans: np.ndarray  # (K, P, 7) t, x, y, yaw, v, a, kappa of the chosen trajectory (padded with NaN)
     meta: dict = field(default_factory=dict)  # planner, perception, scenario parameters, warnings
+    attention: np.ndarray | None = None  # (K, h, w) float32 attention map per cycle (NaN: none); attention on only
+    relevance: np.ndarray | None = None  # (K, J, 2) tracked object id, relevance per cycle (NaN-padded); same
 
     def ego_boxes(self) -> np.ndarray:
         """(T, 5) ego boxes: cx, cy, yaw, length, width."""
@@ -87,6 +89,8 @@ class RunLog:
             if f.name in ("timings", "meta"):
                 continue
             a, b = getattr(self, f.name), getattr(other, f.name)
+            if (a is None) != (b is None):
+                return False
             if isinstance(a, np.ndarray):
                 if a.shape != b.shape or not np.array_equal(a, b, equal_nan=a.dtype.kind == "f"):
                     return False

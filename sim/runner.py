@@ -59,6 +59,8 @@ class ClosedLoop:
         self._timings = np.full((K, 4), np.nan)
         self._plans = np.full((K, PLAN_POINTS, 7), np.nan)
         self._behaviour: list[str] = []
+        self._attention: dict[int, np.ndarray] = {}  # cycle -> attention map (attention on only)
+        self._relevance: dict[int, np.ndarray] = {}  # cycle -> (J, 2) object id, relevance
         self._cstate = None  # the controller's state, passed back in every step
         self.k = 0  # physics steps taken
         self.cycles = 0  # stack cycles run
@@ -118,6 +120,9 @@ class ClosedLoop:
         t0 = time.perf_counter()
         self.perception = stack.perception(world)
         t1 = time.perf_counter()
+        if self.perception.attention is not None:
+            self._attention[cycle] = np.asarray(self.perception.attention, dtype=np.float32)
+            self._relevance[cycle] = np.array([[o.id, o.relevance] for o in self.perception.objects]).reshape(-1, 2)
         self.prediction = stack.predictor.predict(self.perception, horizon=PLAN_HORIZON, dt=PLAN_DT)
         t2 = time.perf_counter()
         traj = stack.planner.plan(PlannerInput(e, self.perception, self.prediction, self.route, world.road,
@@ -158,11 +163,27 @@ class ClosedLoop:
             route_lanes=np.array(route.lane_ids, dtype=np.int64), route_xy=np.array(route.xy),
             goal_s=float(route.goal_s), stack_t=self._stack_t[:K].copy(), controls=self._controls[:K].copy(),
             timings=self._timings[:K].copy(), behaviour=self._behaviour[:K], plans=self._plans[:K].copy(),
+            attention=_stack_cycles(self._attention, K), relevance=_stack_cycles(self._relevance, K, ragged=True),
             meta={"planner": stack.planner.name, "perception": stack.perception_name,
                   "predictor": stack.predictor_name,
                   "events": [list(e) for e in world.fired],
                   "collisions": [[t, world.names[i], world.names[j]] for t, i, j in world.collisions]},
         )
+
+
+def _stack_cycles(per_cycle: dict[int, np.ndarray], K: int, ragged: bool = False) -> np.ndarray | None:
+    """(K, ...) the arrays recorded at some cycles, NaN at the others (and NaN-padded along the first axis
+    when `ragged`); None when no cycle recorded one."""
+    if not per_cycle:
+        return None
+    shape = list(next(iter(per_cycle.values())).shape)
+    if ragged:
+        shape[0] = max(a.shape[0] for a in per_cycle.values())
+    out = np.full([K] + shape, np.nan, dtype=np.float32 if not ragged else np.float64)
+    for k, a in per_cycle.items():
+        if k < K:
+            out[(k,) + tuple(slice(0, n) for n in a.shape)] = a
+    return out
 
 
 def run_closed_loop(world: World, stack: Stack, route, duration: float | None = None,

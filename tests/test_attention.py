@@ -199,3 +199,28 @@ def test_shipped_head_looks_at_the_oncoming_lanes_for_a_left_turn(junction, came
     assert oncoming.any() and ahead.any()
     assert maps["left"][oncoming].sum() > maps["straight"][oncoming].sum()
     assert maps["straight"][ahead].sum() > maps["left"][ahead].sum()
+
+
+def test_attention_map_and_relevances_are_in_the_run_log(tmp_path):
+    from scenarios.loader import load_cases, shipped_suites_dir
+    from scenarios.runs import ego_route, make_stack
+    from sim.log import RunLog
+    from sim.runner import run_closed_loop
+    from sim.world import World
+
+    cases, _ = load_cases([shipped_suites_dir() / "highway" / "lead_brake.yaml"])  # a lead car in view
+    world = World(cases[0].scenario, 0)
+    stack = make_stack(world, "lattice", "oracle", attention=True)
+    try:
+        log = run_closed_loop(world, stack, ego_route(world), duration=0.5)
+    finally:
+        stack.perception.close()
+    K = len(log.stack_t)
+    assert log.attention is not None and log.attention.shape[0] == K
+    assert np.allclose(np.nansum(log.attention, axis=(1, 2)), 1.0, atol=1e-3)
+    ids = log.relevance[..., 0]
+    assert log.relevance.shape[0] == K and np.isfinite(ids).any()
+    rel = log.relevance[..., 1][np.isfinite(ids)]
+    assert np.all((rel >= 0.0) & (rel <= 1.0))
+    again = RunLog.load(log.save(tmp_path / "run.npz"))
+    assert again.equals(log) and np.array_equal(again.attention, log.attention, equal_nan=True)
