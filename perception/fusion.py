@@ -151,26 +151,37 @@ def merge(det: Detection2D, obj: LidarObject) -> Detection:
                      score=max(det.score, min(1.0, obj.n_points / 50.0)), sigma=lidar_sigma(obj))
 
 
-def frustum_range(det: Detection2D, calib: Calibration, points: np.ndarray | None, cfg: FusionConfig) -> float:
+@dataclass(frozen=True)
+class ImagePoints:
+    """A lidar sweep's returns above the road, projected into the camera image once per cycle."""
+
+    uv: np.ndarray  # (M, 2) [px]
+    range: np.ndarray  # (M,) [m] from the camera
+
+
+def project_points(points: np.ndarray, calib: Calibration, cfg: FusionConfig) -> ImagePoints:
+    """The returns of `points` (N, 3+) ego frame that are above the road and in front of the camera."""
+    cam = calib.to_camera(np.asarray(points)[points[:, 2] > cfg.frustum_min_height, :3])
+    cam = cam[cam[:, 2] > 1.0]
+    uv = cam[:, :2] / cam[:, 2:3] @ calib.K[:2, :2].T + calib.K[:2, 2]
+    return ImagePoints(uv, np.linalg.norm(cam, axis=1))
+
+
+def frustum_range(det: Detection2D, points: ImagePoints | None, cfg: FusionConfig) -> float:
     """[m] from the camera to the nearest face of the object in the box, measured by the lidar returns that
     fall inside the (shrunk) box; nan with too few. Beyond the lidar objects' reach a far car has only a
     handful of returns, too few to cluster but plenty to range it to centimetres."""
-    if points is None or len(points) == 0:
+    if points is None or len(points.range) == 0:
         return float("nan")
     u0, v0, u1, v1 = det.box
     # a big box's edges hold the background; a far car's box is a few pixels and every one counts
     shrink = cfg.frustum_shrink if min(u1 - u0, v1 - v0) >= cfg.frustum_shrink_above else 0.0
     du, dv = shrink * (u1 - u0), shrink * (v1 - v0)
-    p = points[points[:, 2] > cfg.frustum_min_height, :3]
-    cam = calib.to_camera(p)
-    front = cam[:, 2] > 1.0
-    cam = cam[front]
-    u = calib.K[0, 0] * cam[:, 0] / cam[:, 2] + calib.K[0, 2]
-    v = calib.K[1, 1] * cam[:, 1] / cam[:, 2] + calib.K[1, 2]
+    u, v = points.uv[:, 0], points.uv[:, 1]
     inside = (u >= u0 + du) & (u <= u1 - du) & (v >= v0 + dv) & (v <= v1 - dv)
     if np.count_nonzero(inside) < cfg.frustum_min_points:
         return float("nan")
-    rng = np.sort(np.linalg.norm(cam[inside], axis=1))
+    rng = np.sort(points.range[inside])
     # the object is the nearest surface in its box: the lowest returns, past a stray one or two
     near = rng[rng <= rng[min(1, len(rng) - 1)] + cfg.frustum_depth]
     if len(near) < cfg.frustum_min_points:
@@ -178,7 +189,7 @@ def frustum_range(det: Detection2D, calib: Calibration, points: np.ndarray | Non
     return float(np.median(near))
 
 
-def camera_only(det: Detection2D, calib: Calibration, cfg: FusionConfig, points: np.ndarray | None = None
+def camera_only(det: Detection2D, calib: Calibration, cfg: FusionConfig, points: ImagePoints | None = None
                 ) -> Detection:
     """An object the lidar objects missed, placed along the camera's ray through its box.
 
@@ -190,7 +201,7 @@ def camera_only(det: Detection2D, calib: Calibration, cfg: FusionConfig, points:
     u0, v0, u1, v1 = det.box
     origin = calib.origin
     centre_ray = calib.ray(0.5 * (u0 + u1), 0.5 * (v0 + v1))
-    measured = frustum_range(det, calib, points, cfg)
+    measured = frustum_range(det, points, cfg)
     face, sigma_floor, sigma_per_m = None, CAMERA_SIGMA_FLOOR, CAMERA_SIGMA_PER_M
     if math.isfinite(measured):
         face, sigma_floor, sigma_per_m = origin + measured * centre_ray, FRUSTUM_SIGMA_FLOOR, FRUSTUM_SIGMA_PER_M
@@ -242,10 +253,10 @@ def fuse(camera: list[Detection2D], lidar: list[LidarObject], calib: Calibration
     # a camera box the lidar did not confirm stands alone only where no other object already is: an
     # unmatched box on top of a lidar object is the same object with a poor distance estimate
     cam_only = []
-    for i in range(len(cams)):
-        if i in matched_cam or cams[i].score < cfg.min_camera_score:
-            continue
-        d = camera_only(cams[i], calib, cfg, points)
+    candidates = [i for i in range(len(cams)) if i not in matched_cam and cams[i].score >= cfg.min_camera_score]
+    projected = project_points(points, calib, cfg) if candidates and points is not None else None
+    for i in candidates:
+        d = camera_only(cams[i], calib, cfg, projected)
         reach = max(cfg.duplicate_gate_floor, cfg.duplicate_gate * math.hypot(d.x, d.y))
         if all(math.hypot(d.x - o.x, d.y - o.y) > reach for o in out) and all(
                 math.hypot(d.x - o.x, d.y - o.y) > reach for o in lidar):
