@@ -64,6 +64,10 @@ AREA_WEIGHT = 0.25  # target weight of a route-area cell relative to an actor's 
 AREA_START = 8.0  # [m] ahead of the ego where the route's area starts (the road under the bonnet is no news)
 ONCOMING_WEIGHT = 1.0  # target weight of an oncoming-lane cell (a left turn): small and far, but what matters
 TARGET_FLOOR = 0.03  # share of the target's mass spread over every cell
+# weight of the mass left on irrelevant actors' boxes in the training loss (irrelevant_mass), picked on
+# a validation split of the training runs (cases with index % 5 == 0; 0, 2, 5 and 10 gave a validation
+# AUROC of 0.889, 0.904, 0.917 and 0.921 after 40 epochs), not on the held-out seeds
+IRRELEVANT_WEIGHT = 10.0
 VISIBLE_PX = 20  # an actor with fewer visible pixels is not "in view" for the relevance figures
 VEHICLES = (CAR, TRUCK, CYCLIST)
 INTERSECTION_FAMILIES = ("unprotected_left", "intersection_red_green", "right_turn_pedestrians")
@@ -556,9 +560,25 @@ def kl_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (target * (torch.log(target.clamp_min(1e-12)) - logp)).sum(dim=1).mean()
 
 
+def irrelevant_mass(logits: torch.Tensor, cover: torch.Tensor) -> torch.Tensor:
+    """Mean attention mass over the batch on cells weighted by `cover` (B, h * w) [0, 1]: the boxes of
+    the actors that do not matter. KL(target || map) barely charges a map for mass where the
+    target is near its floor, so without this term an irrelevant car near the ego, a large box,
+    collects the mass a relevant one should have and its relevance ranks it too high."""
+    return (torch.softmax(logits, dim=1) * cover).sum(dim=1).mean()
+
+
+def irrelevant_cover(sample: GoalSample, image_size: tuple[int, int]) -> np.ndarray:
+    """(h, w) float32 [0, 1] union of the boxes of the sample's actors in view that are not relevant."""
+    boxes = sample.boxes[~sample.gt] if len(sample.ids) else np.zeros((0, 4))
+    return box_cover(boxes, image_size, sample.target.shape).astype(np.float32)
+
+
 def train(data: AttentionData, epochs: int, seed: int, lr: float = 3e-3, batch: int = 64,
-          model: GoalAttention | None = None, log_every: int = 1) -> tuple[GoalAttention, list[float]]:
-    """Fit a GoalAttention to the samples' targets; returns the model and the loss per epoch."""
+          model: GoalAttention | None = None, log_every: int = 1,
+          irrelevant_weight: float = IRRELEVANT_WEIGHT) -> tuple[GoalAttention, list[float]]:
+    """Fit a GoalAttention to the samples' targets (KL) with `irrelevant_weight` times the mass left on
+    the boxes of irrelevant actors; returns the model and the loss per epoch."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 3]))
     model = model or GoalAttention()
@@ -566,6 +586,8 @@ def train(data: AttentionData, epochs: int, seed: int, lr: float = 3e-3, batch: 
     frame = torch.tensor([s.frame for s in data.samples])
     goal = torch.from_numpy(np.stack([s.goal for s in data.samples]))
     target = torch.from_numpy(np.stack([s.target for s in data.samples]).reshape(len(data.samples), -1))
+    cover = torch.from_numpy(np.stack([irrelevant_cover(s, data.image_size) for s in data.samples])
+                             .reshape(len(data.samples), -1))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * math.ceil(len(goal) / batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1))
@@ -576,7 +598,10 @@ def train(data: AttentionData, epochs: int, seed: int, lr: float = 3e-3, batch: 
         total = 0.0
         for lo in range(0, len(order), batch):
             idx = order[lo:lo + batch]
-            loss = kl_loss(model.logits(feats[frame[idx]].float(), goal[idx]), target[idx])
+            logits = model.logits(feats[frame[idx]].float(), goal[idx])
+            loss = kl_loss(logits, target[idx])
+            if irrelevant_weight > 0.0:
+                loss = loss + irrelevant_weight * irrelevant_mass(logits, cover[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -584,7 +609,7 @@ def train(data: AttentionData, epochs: int, seed: int, lr: float = 3e-3, batch: 
             total += loss.item() * len(idx)
         losses.append(total / len(goal))
         if log_every and (epoch + 1) % log_every == 0:
-            print(f"epoch {epoch + 1}/{epochs}: KL {losses[-1]:.4f}", file=sys.stderr)
+            print(f"epoch {epoch + 1}/{epochs}: loss {losses[-1]:.4f}", file=sys.stderr)
     return model.eval(), losses
 
 
@@ -745,6 +770,8 @@ def add_train_attention_arguments(p) -> None:
     p.add_argument("--runs", type=int, default=6, help="runs per scenario file (twice for intersection files)")
     p.add_argument("--duration", type=float, default=12.0, help="[s] simulated per run")
     p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--irrelevant-weight", type=float, default=IRRELEVANT_WEIGHT,
+                   help="weight of the mass on irrelevant actors' boxes in the loss (0: KL alone)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
 
@@ -756,12 +783,13 @@ def run_train_attention(args) -> int:
     print(f"train data: {len(data.frames)} frames, {len(data.samples)} goals "
           f"({time.perf_counter() - start:.0f} s)")
     t0 = time.perf_counter()
-    model, losses = train(data, args.epochs, args.seed)
+    model, losses = train(data, args.epochs, args.seed, irrelevant_weight=args.irrelevant_weight)
     train_s = time.perf_counter() - t0
-    meta = {"frames": len(data.frames), "goals": len(data.samples), "epochs": args.epochs, "final_kl": losses[-1],
+    meta = {"frames": len(data.frames), "goals": len(data.samples), "epochs": args.epochs,
+            "irrelevant_weight": args.irrelevant_weight, "final_loss": losses[-1],
             "generate_s": data.seconds, "train_s": train_s}
     save_attention(model, args.out, meta)
-    print(f"trained in {train_s:.0f} s (generation {data.seconds:.0f} s); final KL {losses[-1]:.4f}; "
+    print(f"trained in {train_s:.0f} s (generation {data.seconds:.0f} s); final loss {losses[-1]:.4f}; "
           f"wrote {args.out}")
     return 0
 

@@ -10,7 +10,8 @@ import torch
 from perception.attention import (COMMANDS, GOAL_DIM, AttentionConfig, GoalAttention, detector_features,
                                   encode_goal, goal_encoding, object_box, relevance, route_command, route_points,
                                   shipped_attention)
-from perception.attention_training import View, auroc, ground_rays, kl_loss, oncoming_lanes, strip_mask
+from perception.attention_training import (View, auroc, ground_rays, irrelevant_mass, kl_loss, oncoming_lanes,
+                                          strip_mask)
 from sim.types import CAR, EgoState, TrackedObject
 
 
@@ -71,6 +72,37 @@ def test_a_tiny_head_learns_a_goal_dependent_target(one_thread):
     with torch.no_grad():
         maps = model(feats, goals)
     assert float(maps[1, :, :5].sum()) > 0.7 and float(maps[0, :, 5:].sum()) > 0.7
+
+
+def test_the_irrelevant_mass_term_moves_mass_off_an_irrelevant_box(one_thread):
+    """A target near its floor over an irrelevant box barely charges KL for mass there; the extra term
+    takes it away, and the term itself is the softmax mass on the covered cells."""
+    logits = torch.zeros(1, 10)
+    cover = torch.zeros(1, 10)
+    cover[0, :4] = 1.0
+    assert float(irrelevant_mass(logits, cover)) == pytest.approx(0.4)
+    torch.manual_seed(0)
+    feats = torch.randn(4, 4, 6, 10)
+    goals = torch.cat([_goal("follow")] * 4)
+    target = torch.full((4, 60), 0.05)  # the floor: KL alone leaves about 0.08 of the mass on the box
+    target[:, 50:] += 1.0  # the relevant cells: the bottom row
+    target = target / target.sum(dim=1, keepdim=True)
+    box = torch.zeros(4, 60)
+    box[:, :20] = 1.0  # an irrelevant actor over the top two rows
+    masses = []
+    for weight in (0.0, 2.0):
+        torch.manual_seed(3)
+        model = GoalAttention(AttentionConfig(in_channels=4, channels=8, goal_hidden=16))
+        opt = torch.optim.Adam(model.parameters(), lr=2e-2)
+        for _ in range(30):
+            logits = model.logits(feats, goals)
+            loss = kl_loss(logits, target) + weight * irrelevant_mass(logits, box)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            masses.append(float(irrelevant_mass(model.logits(feats, goals), box)))
+    assert masses[0] > 0.04 and masses[1] < 0.5 * masses[0]
 
 
 def test_relevance_is_the_mass_inside_the_box():
