@@ -11,7 +11,8 @@ modelled, nor are vehicles standing on a parking lane or off the lanes: they get
 constant velocity and a stop mode, as in MapAwarePredictor. In the closed loop
 the network's modes are post-processed for the planner (see HedgeConfig):
 unlikely modes are dropped, probabilities are smoothed over cycles, a braking
-mode is added, and modes are continued along their lanes past 5 s.
+mode is added, so is a lane change onto each neighbour lane that no mode
+reaches, and modes are continued along their lanes past 5 s.
 
 The features are computed by `agent_features`, shared by training and the
 closed loop, so the model sees the same thing in both.
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from planning.map_prediction import RELEVANCE_FLOOR, keep_likeliest, smoothstep
 from sim.types import CAR, CYCLIST, TRUCK, PerceptionOutput, Prediction
 
 WEIGHTS = Path(__file__).parent / "weights" / "predictor.pt"
@@ -44,6 +46,7 @@ SPEED_SCALE = 10.0  # [m/s]
 STOP_DECEL = 3.0  # [m/s^2] stop modes
 STANDING_SPEED = 0.5  # [m/s] below this a vehicle counts as standing
 VRU_STOP_PROB = 0.25  # the fallback's stop-mode probability
+CHANGE_REACH = 1.75  # [m] a mode ending this near a neighbour lane's centreline already predicts the change
 
 HIST_FEATURES = 2 * (HISTORY + 1) + 1  # positions, then the number of real history steps / HISTORY
 STATE_FEATURES = 2 + 3 + 2  # velocity in the agent frame, class one-hot, length and width
@@ -181,16 +184,26 @@ def sample_paths(index: LaneIndex, path_ids: np.ndarray, s_query: np.ndarray) ->
     return xy[k] + u[..., None] * seg
 
 
-def lane_features(index: LaneIndex, pos: np.ndarray, yaw: np.ndarray,
-                  light_states: dict[str, str]) -> tuple[np.ndarray, np.ndarray]:
-    """Lane and stop-line features (A, LANE_FEATURES), (A, STOP_FEATURES) of agents at pos (A, 2), yaw (A,)."""
+@dataclass(frozen=True)
+class LanePaths:
+    """Where agents stand on the map and the paths their lane features sample (see `lane_paths`)."""
+
+    lane: np.ndarray  # (A,) lane id, -1 off the lanes
+    s0: np.ndarray  # (A,) [m] arc length on that lane
+    path: np.ndarray  # (A, N_PATHS) path ids: straight, left turn, right turn, left and right neighbour
+    start: np.ndarray  # (A, N_PATHS) [m] the agent's arc length on each path
+    valid: np.ndarray  # (A, N_PATHS) 1.0 where the path exists
+    limit: np.ndarray  # (A,) the lane's speed limit / 30 m/s
+    stop: np.ndarray  # (A, STOP_FEATURES)
+
+
+def lane_paths(index: LaneIndex, pos: np.ndarray, yaw: np.ndarray, light_states: dict[str, str]) -> LanePaths:
+    """The lane paths and next stop line of agents at pos (A, 2), yaw (A,)."""
     road = index.road
     A = len(pos)
     stop = np.zeros((A, STOP_FEATURES))
     stop[:, 0] = 1.0  # no stop line: distance feature at its maximum
-    if A == 0:
-        return np.zeros((0, LANE_FEATURES)), stop
-    lane_ids, s0s, _ = road.locate_many(pos, yaw)
+    lane_ids, s0s = (road.locate_many(pos, yaw)[:2] if A else (np.zeros(0, dtype=np.int64), np.zeros(0)))
     path_ids = np.zeros((A, N_PATHS), dtype=np.int64)
     starts = np.zeros((A, N_PATHS))
     valid = np.zeros((A, N_PATHS))
@@ -212,11 +225,22 @@ def lane_features(index: LaneIndex, pos: np.ndarray, yaw: np.ndarray,
                 continue
             path_ids[a, p] = index.path_id(neighbour, "straight")
             starts[a, p], valid[a, p] = index.neighbour_s(lane_id, neighbour, s0s[a]), 1.0
-    pts = sample_paths(index, path_ids.ravel(), starts.reshape(-1, 1) + LANE_S[None, :]).reshape(A, -1, 2)
+    return LanePaths(np.asarray(lane_ids), np.asarray(s0s), path_ids, starts, valid, limit, stop)
+
+
+def lane_features(index: LaneIndex, pos: np.ndarray, yaw: np.ndarray, light_states: dict[str, str],
+                  paths: LanePaths | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Lane and stop-line features (A, LANE_FEATURES), (A, STOP_FEATURES) of agents at pos (A, 2), yaw (A,);
+    `paths`: their lane_paths when already known."""
+    A = len(pos)
+    paths = paths if paths is not None else lane_paths(index, pos, yaw, light_states)
+    if A == 0:
+        return np.zeros((0, LANE_FEATURES)), paths.stop
+    pts = sample_paths(index, paths.path.ravel(), paths.start.reshape(-1, 1) + LANE_S[None, :]).reshape(A, -1, 2)
     local = to_agent_frame(pts, pos, yaw).reshape(A, N_PATHS, len(LANE_S), 2)
-    local = local * valid[:, :, None, None] / LANE_SCALE
-    feats = np.concatenate([local.reshape(A, N_PATHS, -1), valid[:, :, None]], axis=2).reshape(A, -1)
-    return np.concatenate([feats, limit[:, None]], axis=1), stop
+    local = local * paths.valid[:, :, None, None] / LANE_SCALE
+    feats = np.concatenate([local.reshape(A, N_PATHS, -1), paths.valid[:, :, None]], axis=2).reshape(A, -1)
+    return np.concatenate([feats, paths.limit[:, None]], axis=1), paths.stop
 
 
 def neighbour_features(pos: np.ndarray, vel: np.ndarray, yaw: np.ndarray, others_pos: np.ndarray,
@@ -250,13 +274,15 @@ def neighbour_features(pos: np.ndarray, vel: np.ndarray, yaw: np.ndarray, others
 
 def agent_features(index: LaneIndex, hist: np.ndarray, n_real: np.ndarray, vel: np.ndarray, yaw: np.ndarray,
                    cls: np.ndarray, length: np.ndarray, width: np.ndarray, light_states: dict[str, str],
-                   others_pos: np.ndarray, others_vel: np.ndarray, self_index: np.ndarray) -> np.ndarray:
+                   others_pos: np.ndarray, others_vel: np.ndarray, self_index: np.ndarray,
+                   paths: LanePaths | None = None) -> np.ndarray:
     """The model input (A, N_FEATURES) float32.
 
     hist (A, HISTORY + 1, 2) [m] world frame, oldest first, padded (see `pad_history`);
     n_real (A,) real past steps; vel (A, 2) [m/s] world frame; yaw (A,) [rad];
     cls, length, width (A,); light_states light name -> state; others_* every object
-    in the scene (for neighbours), self_index (A,) each agent's row in them.
+    in the scene (for neighbours), self_index (A,) each agent's row in them; paths: the agents'
+    lane_paths when already known.
     """
     A = len(hist)
     pos = hist[:, -1]
@@ -265,7 +291,7 @@ def agent_features(index: LaneIndex, hist: np.ndarray, n_real: np.ndarray, vel: 
     local_v = np.stack([c * vel[:, 0] + s * vel[:, 1], -s * vel[:, 0] + c * vel[:, 1]], axis=1) / SPEED_SCALE
     onehot = np.stack([cls == CAR, cls == TRUCK, cls == CYCLIST], axis=1).astype(np.float64)
     size = np.stack([length, width], axis=1) / 5.0
-    lanes, stop = lane_features(index, pos, yaw, light_states)
+    lanes, stop = lane_features(index, pos, yaw, light_states, paths)
     neigh = neighbour_features(pos, vel, yaw, others_pos, others_vel, self_index)
     feats = np.concatenate([local_hist, (np.clip(n_real, 0, HISTORY) / HISTORY)[:, None], local_v, onehot, size,
                             lanes, stop, neigh], axis=1)
@@ -354,11 +380,33 @@ def _headings(xy: np.ndarray, start: np.ndarray, yaw0: np.ndarray) -> np.ndarray
     return np.take_along_axis(heading, last, axis=2)[:, :, 1:]
 
 
+def along_paths(path: np.ndarray, dist: np.ndarray) -> np.ndarray:
+    """(M, Q, 2) points at arc lengths dist (M, Q) [m] along polylines path (M, P, 2), each measured
+    from its first point and held at its last past the end."""
+    M, P = path.shape[:2]
+    seg = np.hypot(*np.diff(path, axis=1).transpose(2, 0, 1))  # (M, P - 1)
+    arc = np.concatenate([np.zeros((M, 1)), np.cumsum(seg, axis=1)], axis=1)  # (M, P)
+    dist = np.clip(dist, 0.0, arc[:, -1:])
+    shift = (arc[:, -1] + 1.0).cumsum()[:, None] - (arc[:, -1:] + 1.0)  # rows laid end to end, 1 m apart
+    k = np.searchsorted((arc + shift).ravel(), (dist + shift).ravel(), side="right").reshape(dist.shape) - 1
+    k = np.clip(k - np.arange(M)[:, None] * P, 0, P - 2)
+    rows = np.arange(M)[:, None]
+    a0, a1 = arc[rows, k], arc[rows, k + 1]
+    u = np.clip((dist - a0) / np.maximum(a1 - a0, 1e-9), 0.0, 1.0)[..., None]
+    return path[rows, k] + u * (path[rows, k + 1] - path[rows, k])
+
+
 @dataclass(frozen=True)
 class HedgeConfig:
     """What the closed loop adds to the network's modes for the planner."""
 
     stop_prob: float = 0.10  # a braking mode replaces each moving vehicle's least likely mode; 0 turns it off
+    # a lane change to each neighbour lane that no mode already reaches, at this probability; 0 turns it off.
+    # The network cannot see a lane change coming before the car moves sideways (the data's cut-ins start
+    # on a trigger, not a cue), so like MapAwarePredictor the closed loop keeps a small prior on it
+    change_prob: float = 0.08
+    change_time: float = 4.0  # [s] a hedged lane change takes this long
+    relevance_floor: float = RELEVANCE_FLOOR  # objects the attention module rates below this keep one mode
     smoothing: float = 0.5  # weight of the previous cycle's mode probabilities, in [0, 1)
     min_prob: float = 0.05  # modes less likely than this get probability zero (the rest are renormalised)
 
@@ -367,6 +415,11 @@ class HedgeConfig:
             raise ValueError(f"HedgeConfig.stop_prob: expected a value in [0, 1), got {self.stop_prob}")
         if not 0.0 <= self.smoothing < 1.0:
             raise ValueError(f"HedgeConfig.smoothing: expected a value in [0, 1), got {self.smoothing}")
+        if not 0.0 <= self.change_prob < 0.5 * (1.0 - self.stop_prob):
+            raise ValueError(f"HedgeConfig.change_prob: expected a value in [0, {0.5 * (1.0 - self.stop_prob):.2f}), "
+                             f"got {self.change_prob}")
+        if not (np.isfinite(self.change_time) and self.change_time > 0.0):
+            raise ValueError(f"HedgeConfig.change_time: expected seconds > 0, got {self.change_time}")
         if not 0.0 <= self.min_prob < 1.0 / MODES:
             raise ValueError(f"HedgeConfig.min_prob: expected a value in [0, {1.0 / MODES:.3f}), got {self.min_prob}")
 
@@ -444,6 +497,7 @@ class LearnedPredictor:
             xy[learned], prob[learned] = self._learned_modes(objs, learned, pos, vel, yaw, cls, perception, tau)
         if len(fallback):
             xy[fallback], prob[fallback] = self._fallback_modes(pos[fallback], vel[fallback], tau)
+        prob = keep_likeliest(prob, np.array([o.relevance for o in objs]), self.hedge.relevance_floor)
         heading0 = np.where(np.hypot(vel[:, 0], vel[:, 1]) > 0.5, np.arctan2(vel[:, 1], vel[:, 0]), yaw)
         return Prediction(agent_ids=np.array([o.id for o in objs], dtype=np.int64), xy=xy, prob=prob, dt=float(dt),
                           t0=t0, length=np.array([o.length for o in objs], dtype=np.float64),
@@ -461,9 +515,10 @@ class LearnedPredictor:
 
     def _learned_modes(self, objs, rows, pos, vel, yaw, cls, perception, tau):
         hist, n_real = self._histories(float(perception.t), [objs[a] for a in rows], vel[rows])
+        paths = lane_paths(self.lanes, hist[:, -1], yaw[rows], perception.light_states)
         feats = agent_features(self.lanes, hist, n_real, vel[rows], yaw[rows], cls[rows],
                                np.array([objs[a].length for a in rows]), np.array([objs[a].width for a in rows]),
-                               perception.light_states, pos, vel, rows)
+                               perception.light_states, pos, vel, rows, paths)
         c, s = np.cos(yaw[rows]), np.sin(yaw[rows])
         v_local = np.stack([c * vel[rows, 0] + s * vel[rows, 1], -s * vel[rows, 0] + c * vel[rows, 1]], axis=1)
         with torch.inference_mode():
@@ -480,7 +535,9 @@ class LearnedPredictor:
         xy = np.where(dropped[:, :, None, None], xy[np.arange(len(xy)), best][:, None], xy)
         prob = np.where(dropped, 0.0, prob)
         prob /= prob.sum(axis=1, keepdims=True)
-        return self._with_stop_mode(xy, prob, pos[rows], np.hypot(vel[rows, 0], vel[rows, 1]), tau)
+        speed = np.hypot(vel[rows, 0], vel[rows, 1])
+        xy, prob, stop_slot = self._with_stop_mode(xy, prob, pos[rows], speed, tau)
+        return self._with_change_modes(xy, prob, pos[rows], speed, paths, tau, stop_slot)
 
     def _smoothed(self, ids: list[int], prob: np.ndarray) -> np.ndarray:
         """Mode probabilities averaged with the previous cycle's (by mode index) so they do not flicker."""
@@ -493,20 +550,69 @@ class LearnedPredictor:
         return out
 
     def _with_stop_mode(self, xy, prob, start, speed, tau):
-        """The least likely mode becomes a stop along the likeliest one, at probability hedge.stop_prob."""
+        """The least likely mode of each moving vehicle becomes a stop along the likeliest one, at
+        probability hedge.stop_prob. Returns xy, prob and the stop's mode index (A,), -1 for none."""
         h = self.hedge
-        if h.stop_prob <= 0.0:
+        A = len(xy)
+        slot = np.full(A, -1)
+        moving = np.flatnonzero(speed > STANDING_SPEED)
+        if h.stop_prob <= 0.0 or len(moving) == 0:
+            return xy, prob, slot
+        xy, prob = xy.copy(), prob.copy()
+        best, worst = np.argmax(prob[moving], axis=1), np.argmin(prob[moving], axis=1)
+        path = np.concatenate([start[moving, None], xy[moving, best]], axis=1)  # (M, T + 1, 2)
+        xy[moving, worst] = along_paths(path, _stop_distance(speed[moving], tau))
+        prob[moving] *= ((1.0 - h.stop_prob) / np.maximum(1.0 - prob[moving, worst], 1e-9))[:, None]
+        prob[moving, worst] = h.stop_prob
+        slot[moving] = worst
+        return xy, prob, slot
+
+    def _with_change_modes(self, xy, prob, start, speed, paths: LanePaths, tau, stop_slot):
+        """For each neighbour lane that no mode with probability reaches (ends within half a lane of its
+        centreline), the least likely mode other than the likeliest and the stop (stop_slot (A,), -1 for
+        none) becomes a change onto it: the likeliest mode eased onto the neighbour's centreline over
+        hedge.change_time, at probability hedge.change_prob."""
+        h = self.hedge
+        A = len(xy)
+        if h.change_prob <= 0.0 or A == 0:
             return xy, prob
         xy, prob = xy.copy(), prob.copy()
-        dist = _stop_distance(speed, tau)
-        for a in np.flatnonzero(speed > STANDING_SPEED):
-            best, worst = int(np.argmax(prob[a])), int(np.argmin(prob[a]))
-            path = np.concatenate([start[a:a + 1], xy[a, best]])
-            arc = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(path, axis=0).T))])
-            xy[a, worst, :, 0] = np.interp(dist[a], arc, path[:, 0])
-            xy[a, worst, :, 1] = np.interp(dist[a], arc, path[:, 1])
-            prob[a] *= (1.0 - h.stop_prob) / max(1.0 - prob[a, worst], 1e-9)
-            prob[a, worst] = h.stop_prob
+        rows = np.arange(A)
+        best = np.argmax(prob, axis=1)
+        keep = xy[rows, best]  # (A, T, 2)
+        arc = np.cumsum(np.hypot(*np.diff(np.concatenate([start[:, None], keep], axis=1), axis=1).transpose(2, 0, 1)),
+                        axis=1)
+        ease = smoothstep(tau / h.change_time)[None, :, None]
+        taken = np.zeros(prob.shape, dtype=bool)
+        taken[rows, best] = True
+        fixed = np.zeros(prob.shape, dtype=bool)  # the stop and the hedged changes keep their probability
+        fixed[rows[stop_slot >= 0], stop_slot[stop_slot >= 0]] = True
+        taken |= fixed
+        # the left (path 3) and right (path 4) neighbours of every moving agent, sampled in one call each
+        agent, side = np.nonzero((paths.valid[:, 3:5] > 0) & (speed > STANDING_SPEED)[:, None])
+        if len(agent) == 0:
+            return xy, prob
+        pid, s0 = paths.path[agent, 3 + side], paths.start[agent, 3 + side]
+        end = sample_paths(self.lanes, pid, s0[:, None] + arc[agent, -1:])  # (C, 1, 2)
+        reach = np.hypot(*(xy[agent, :, -1] - end).transpose(2, 0, 1))  # (C, K)
+        need = ~np.any((reach < CHANGE_REACH) & (prob[agent] > 0.0), axis=1)
+        agent, side, pid, s0 = agent[need], side[need], pid[need], s0[need]
+        if len(agent) == 0:
+            return xy, prob
+        centre = sample_paths(self.lanes, pid, s0[:, None] + arc[agent])  # (N, T, 2)
+        for first in (side == 0, side == 1):  # an agent appears at most once on each side
+            c = np.flatnonzero(first & ~taken[agent].all(axis=1))
+            a = agent[c]
+            k = np.argmin(np.where(taken[a], np.inf, prob[a]), axis=1)
+            xy[a, k] = keep[a] + ease * (centre[c] - keep[a])
+            prob[a, k] = h.change_prob
+            fixed[a, k] = True
+            taken[a, k] = True
+            # the other modes share what the stop and the hedged changes leave
+            free = ~fixed[a]
+            prob[a] = np.where(free, prob[a] * ((1.0 - np.where(fixed[a], prob[a], 0.0).sum(axis=1))
+                                                / np.maximum(np.where(free, prob[a], 0.0).sum(axis=1), 1e-12))[:, None],
+                               prob[a])
         return xy, prob
 
     @staticmethod

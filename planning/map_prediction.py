@@ -21,6 +21,11 @@ from sim.types import CYCLIST, PEDESTRIAN, STATIC, PerceptionOutput, Prediction
 STANDING_SPEED = 0.5  # [m/s] below this a vehicle is predicted to stay in its lane
 
 MODES = ("keep", "left", "right", "stop")
+# objects the goal-driven attention module rates below this relevance (attention mass inside the box) keep
+# only their likeliest mode. Picked on the attention training split: 0.002 leaves 99 % of the relevant
+# objects their every mode and takes the others from 76 % of the irrelevant ones (0.05 would strip 56 %
+# of the relevant ones)
+RELEVANCE_FLOOR = 0.002
 
 
 @dataclass(frozen=True)
@@ -33,10 +38,22 @@ class PriorConfig:
     settle_time: float = 2.0  # [s] a keep-lane agent's offset from the centre fades over this
     change_time: float = 4.0  # [s] a lane change takes this long
     vru_stop_prob: float = 0.25  # pedestrians and cyclists
-    relevance_floor: float = 0.05  # objects the attention module rates below this get only their likeliest mode
+    relevance_floor: float = RELEVANCE_FLOOR  # objects rated below this get only their likeliest mode
 
 
-def _smooth(u):
+def keep_likeliest(prob: np.ndarray, relevance: np.ndarray, floor: float) -> np.ndarray:
+    """(A, K) mode probabilities with the row of every object whose relevance (A,) is below `floor` put
+    all on its likeliest mode: full multi-modal prediction for the objects that matter only."""
+    low = np.asarray(relevance, dtype=np.float64) < floor
+    if not np.any(low):
+        return prob
+    out = prob.copy()
+    out[low] = np.eye(prob.shape[1])[np.argmax(prob[low], axis=1)]
+    return out
+
+
+def smoothstep(u):
+    """Quintic ease from 0 at u <= 0 to 1 at u >= 1 with zero slope and curvature at both ends."""
     u = np.clip(u, 0.0, 1.0)
     return u * u * u * (10.0 - 15.0 * u + 6.0 * u * u)
 
@@ -94,8 +111,7 @@ class MapAwarePredictor:
         prob = np.zeros((A, K))
         for a, obj in enumerate(objs):
             xy[a], yaw[a], prob[a] = self._agent_modes(obj, tau)
-            if obj.relevance < self.config.relevance_floor:  # full multi-modal prediction for relevant objects only
-                prob[a] = np.eye(K)[int(np.argmax(prob[a]))]
+        prob = keep_likeliest(prob, np.array([o.relevance for o in objs]), self.config.relevance_floor)
         return Prediction(agent_ids=np.array([o.id for o in objs], dtype=np.int64), xy=xy, prob=prob, dt=float(dt),
                           t0=float(perception.t), length=np.array([o.length for o in objs]),
                           width=np.array([o.width for o in objs]), yaw=yaw)
@@ -128,7 +144,7 @@ class MapAwarePredictor:
         lane_heading = float(np.interp(s0, lane.s, lane.heading))
         v_lat = v * np.sin(heading - lane_heading)
         # vehicles drift back to the lane centre; cyclists keep to their side of the lane
-        settle = np.full_like(tau, d0) if obj.cls == CYCLIST else d0 * (1.0 - _smooth(tau / cfg.settle_time))
+        settle = np.full_like(tau, d0) if obj.cls == CYCLIST else d0 * (1.0 - smoothstep(tau / cfg.settle_time))
         xy[0], yaw[0] = self._along(chain_xy, chain_s, s0 + v * tau, settle)
         xy[3], yaw[3] = self._along(chain_xy, chain_s, s0 + self._stop_distance(v, tau), settle)
         prob[0], prob[3] = cfg.keep, cfg.stop
@@ -139,7 +155,7 @@ class MapAwarePredictor:
                 continue
             n_xy, n_s = self._chain(neighbour)
             (ns0,), (nd0,) = self.road.to_frenet(neighbour, np.array([[obj.x, obj.y]]))
-            offset = nd0 * (1.0 - _smooth(tau / cfg.change_time))
+            offset = nd0 * (1.0 - smoothstep(tau / cfg.change_time))
             xy[k], yaw[k] = self._along(n_xy, n_s, ns0 + v * tau, offset)
             prob[k] = cfg.change + max(0.0, cfg.lateral_gain * sign * v_lat)
         return xy, yaw, prob / prob.sum()

@@ -1,5 +1,8 @@
 """The learned behaviour predictor: training step, shipped weights, closed-loop interface."""
+import dataclasses
+
 import numpy as np
+import pytest
 import torch
 
 from planning import learned_prediction as lp
@@ -126,3 +129,49 @@ def test_thirty_agents_in_one_call_and_vanished_ids_are_dropped():
     out = pred.predict(PerceptionOutput(t=0.1, objects=moved), 8.0, 0.1)
     assert out.xy.shape[0] == 12
     assert sorted(pred._history) == [o.id for o in moved]
+
+
+def test_a_lane_change_to_each_neighbour_is_kept_as_a_hedge():
+    """A car driving straight in the middle lane: the network sees no change coming, the closed loop
+    still keeps one mode onto each neighbour lane at change_prob; with the hedge off none reaches them."""
+    road = highway()
+    y = {lane: lane_y(road, lane) for lane in ("lane_0", "lane_1", "lane_2")}
+    speed = 25.0
+    finals = {}
+    for change_prob in (0.08, 0.0):
+        pred = lp.LearnedPredictor(road, lp.load_model(lp.WEIGHTS), lp.HedgeConfig(change_prob=change_prob))
+        for k in range(26):
+            t = 0.1 * k
+            out = pred.predict(PerceptionOutput(t=t, objects=(car(1, 100.0 + speed * t, y["lane_1"], speed),)), 8.0, 0.1)
+        np.testing.assert_allclose(out.prob.sum(axis=1), 1.0, atol=1e-9)
+        finals[change_prob] = (out.xy[0, :, 49, 1], out.prob[0])
+    for lane in ("lane_0", "lane_2"):
+        final_y, prob = finals[0.08]
+        onto = np.abs(final_y - y[lane]) < 0.5
+        assert onto.sum() == 1 and prob[onto][0] == pytest.approx(0.08)
+        assert not np.any(np.abs(finals[0.0][0] - y[lane]) < lp.CHANGE_REACH)
+
+
+def test_along_paths_matches_interpolating_each_path():
+    rng = np.random.default_rng(0)
+    path = np.cumsum(rng.uniform(0.0, 2.0, (5, 30, 2)), axis=0 + 1)
+    path[2, 5:9] = path[2, 5]  # a vehicle that pauses: zero-length segments
+    dist = rng.uniform(-1.0, 80.0, (5, 40))  # before the start and past the end too
+    out = lp.along_paths(path, dist)
+    for m in range(5):
+        arc = np.concatenate([[0.0], np.cumsum(np.hypot(*np.diff(path[m], axis=0).T))])
+        ref = np.stack([np.interp(dist[m], arc, path[m, :, 0]), np.interp(dist[m], arc, path[m, :, 1])], axis=1)
+        np.testing.assert_allclose(out[m], ref, atol=1e-9)
+
+
+def test_an_object_the_attention_rates_irrelevant_keeps_only_its_likeliest_mode():
+    road = highway()
+    pred = lp.LearnedPredictor.shipped(road)
+    y, speed = lane_y(road, "lane_1"), 25.0
+    for k in range(21):
+        t = 0.1 * k
+        relevance = 1.0 if k < 20 else 0.0  # rated irrelevant at the last cycle only
+        obj = dataclasses.replace(car(1, 100.0 + speed * t, y, speed), relevance=relevance)
+        out = pred.predict(PerceptionOutput(t=t, objects=(obj, car(2, 60.0 + speed * t, y, speed))), 8.0, 0.1)
+    assert np.count_nonzero(out.prob[0]) == 1 and out.prob[0].max() == 1.0
+    assert np.count_nonzero(out.prob[1]) > 1  # the stop and the lane-change hedges at least
