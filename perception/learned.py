@@ -48,6 +48,9 @@ HEAD_SIZE = (0.36, 1.0)  # [m] width and height of a light head's housing (sim.s
 class LearnedConfig:
     max_range: float = 80.0  # [m] tracks farther from the ego are not reported
     road_margin: float = 1.0  # [m] a lidar-only vehicle's centre may be this far outside a lane
+    # [m] a lidar-only person out of the camera's view may stand this far outside a lane (the pavement);
+    # farther out than road_margin its track is reported only once it moves (Detection.moving_only)
+    person_margin: float = 6.0
     light_range: float = 60.0  # [m] light heads farther from the camera are not read
     light_confidence: float = 0.6  # a head's reading below this probability counts as not read
     light_memory: float = 1.0  # [s] a light's last reading stands this long when its heads are not seen
@@ -270,7 +273,8 @@ class LearnedPerception:
         lap("lidar")  # with the lidar thread: the wait for it after the CNNs
         rec.fusion = fuse(rec.detections, rec.lidar_objects, calib, self._keep_lidar(ego), self.fusion_config,
                           lidar.points)
-        detections = self._on_map(rec.fusion.detections, ego)
+        lidar_only = range(len(rec.fusion.matched), len(rec.fusion.matched) + len(rec.fusion.lidar_only))
+        detections = self._on_map(rec.fusion.detections, ego, lidar_only)
         lap("fusion")
         objects = self.tracker.update(detections, ego.t, ego=ego)
         objects = tuple(o for o in objects if math.hypot(o.x - ego.x, o.y - ego.y) <= self.config.max_range)
@@ -305,21 +309,23 @@ class LearnedPerception:
                 return False
             xy = np.array([ego.x + c * obj.x - s * obj.y, ego.y + s * obj.x + c * obj.y])
             outside, _ = self.lanes_index.query(xy)
-            return bool(outside[0] <= cfg.road_margin)
+            return bool(outside[0] <= (cfg.person_margin if obj.cls in (PEDESTRIAN, CYCLIST) else cfg.road_margin))
 
         return keep
 
-    def _on_map(self, detections: tuple[Detection, ...], ego: EgoState) -> list[Detection]:
-        """Headings resolved by the lane each detection stands in (lidar: up to pi; camera: unknown)."""
+    def _on_map(self, detections: tuple[Detection, ...], ego: EgoState, lidar_only=()) -> list[Detection]:
+        """Headings resolved by the lane each detection stands in (lidar: up to pi; camera: unknown); the
+        lidar-only ones (indices `lidar_only`) off the road marked `moving_only`."""
         if not detections:
             return []
         c, s = math.cos(ego.yaw), math.sin(ego.yaw)
         xy = np.array([[ego.x + c * d.x - s * d.y, ego.y + s * d.x + c * d.y] for d in detections])
-        _, heading = self.lanes_index.query(xy)
+        outside, heading = self.lanes_index.query(xy)
+        off_road = {i for i in lidar_only if outside[i] > self.config.road_margin}
         out = []
-        for d, h in zip(detections, heading):
+        for i, (d, h) in enumerate(zip(detections, heading)):
             yaw = lane_heading_yaw(d.yaw + ego.yaw if math.isfinite(d.yaw) else float("nan"), float(h)) - ego.yaw
-            out.append(dataclasses.replace(d, yaw=math.remainder(yaw, 2 * math.pi)))
+            out.append(dataclasses.replace(d, yaw=math.remainder(yaw, 2 * math.pi), moving_only=i in off_road))
         return out
 
     # ---- traffic lights --------------------------------------------------------------

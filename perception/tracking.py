@@ -30,6 +30,9 @@ class Detection:
     cls: int  # index into sim.types.CLASS_NAMES
     score: float  # [0, 1]
     sigma: float = float("nan")  # [m] std of the centre; nan: the tracker's TrackerConfig.meas_noise
+    # a track made of such detections only is reported once it moves (TrackerConfig.motion_to_confirm):
+    # a lidar-only person beside the road could as well be a tree trunk or a post
+    moving_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -45,10 +48,11 @@ class TrackerConfig:
     rescue_reach: float = 3.0  # [m] a confirmed track outside every gate takes a leftover detection this near,
     rescue_reach_per_m: float = 0.08  # ... or this share of its range from the ego, if more (far boxes jump more)
     confirm_speed_std: float = 2.5  # [m/s] a track is reported only once its velocity's std is below this
+    motion_to_confirm: float = 0.6  # [m/s] speed a track of `moving_only` detections must show to be reported
 
     def __post_init__(self):
         for name in ("accel_noise", "meas_noise", "init_speed_std", "gate", "rescue_reach", "rescue_reach_per_m",
-                     "confirm_speed_std"):
+                     "confirm_speed_std", "motion_to_confirm"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"TrackerConfig.{name}: expected a finite number > 0, got {value!r}")
@@ -71,10 +75,12 @@ class Track:
     confirmed: bool = False
     size: tuple[float, float] = (0.0, 0.0)  # [m] running length and width
     votes: dict = field(default_factory=dict)  # class -> summed detection scores; the track's class is the top one
+    moving_only: bool = False  # every detection so far was moving_only: reported once it moves
 
     def absorb(self, d: Detection, smoothing: float) -> None:
         """Fold a matched detection's class and size into the track's."""
         self.det = d
+        self.moving_only = self.moving_only and d.moving_only
         self.votes[d.cls] = self.votes.get(d.cls, 0.0) + d.score
         a = smoothing
         self.size = ((1.0 - a) * self.size[0] + a * d.length, (1.0 - a) * self.size[1] + a * d.width)
@@ -184,7 +190,11 @@ class Tracker:
             speed_std = math.sqrt(max(tr.cov[2, 2], tr.cov[3, 3]))
             # reported once seen often enough and its velocity is known: a fresh track's velocity starts at
             # zero, and a far car that seems to stand still is a phantom obstacle for the planner
-            tr.confirmed = tr.confirmed or (tr.hits >= cfg.hits_to_confirm and speed_std <= cfg.confirm_speed_std)
+            # a moving_only track must move, and clearly: faster than twice its speed's std as well
+            moves = not tr.moving_only or math.hypot(tr.mean[2], tr.mean[3]) > max(cfg.motion_to_confirm,
+                                                                                  2.0 * speed_std)
+            tr.confirmed = tr.confirmed or (tr.hits >= cfg.hits_to_confirm and speed_std <= cfg.confirm_speed_std
+                                            and moves)
         for i, tr in enumerate(self.tracks):
             if i not in matched_tracks:
                 tr.misses += 1
@@ -206,7 +216,8 @@ class Tracker:
         cov[:2, :2] = R
         cov[2, 2] = cov[3, 3] = self.config.init_speed_std ** 2
         tr = Track(id=self.next_id, mean=np.array([d.x, d.y, 0.0, 0.0]), cov=cov, det=d,
-                   confirmed=self.config.hits_to_confirm <= 1, size=(d.length, d.width), votes={d.cls: d.score})
+                   confirmed=self.config.hits_to_confirm <= 1 and not d.moving_only, size=(d.length, d.width),
+                   votes={d.cls: d.score}, moving_only=d.moving_only)
         self.next_id += 1
         return tr
 

@@ -183,3 +183,24 @@ def test_tracker_keeps_ids_and_estimates_velocity():
         assert o.covariance.shape == (4, 4)
     new_id = nearest_id(final, start[3] + vel[3] * 49 * dt)
     assert new_id not in ids and len(final) == 4
+
+
+def test_a_moving_only_track_is_reported_once_it_moves():
+    """Lidar-only people beside the road: a post that stands still is never reported, a person who walks
+    is; one camera or on-road detection lifts the condition."""
+    rng = np.random.default_rng(5)
+    tracker = Tracker()
+    reported = {"post": False, "walker": False, "seen": False}
+    for k in range(40):
+        t = 0.1 * k
+        noise = rng.normal(0.0, 0.05, (3, 2))
+        dets = [Detection(x=10.0 + noise[0, 0], y=8.0 + noise[0, 1], yaw=0.0, length=0.5, width=0.5, cls=PEDESTRIAN,
+                          score=0.6, moving_only=True),
+                Detection(x=20.0 + 1.3 * t + noise[1, 0], y=8.0 + noise[1, 1], yaw=0.0, length=0.5, width=0.5,
+                          cls=PEDESTRIAN, score=0.6, moving_only=True),
+                Detection(x=30.0 + noise[2, 0], y=8.0 + noise[2, 1], yaw=0.0, length=0.5, width=0.5, cls=PEDESTRIAN,
+                          score=0.6, moving_only=k != 5)]
+        for o in tracker.update(dets, t):
+            name = "post" if o.x < 15.0 else "walker" if o.x < 27.0 else "seen"
+            reported[name] = True
+    assert reported == {"post": False, "walker": True, "seen": True}
