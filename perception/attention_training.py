@@ -733,7 +733,8 @@ def head_ms(model: GoalAttention, data: AttentionData, repeats: int = 50) -> flo
     return (time.perf_counter() - t0) / repeats * 1e3
 
 
-def figures(model: GoalAttention, data: AttentionData, seed: int = 0, causal: bool = True) -> dict:
+def figures(model: GoalAttention, data: AttentionData, seed: int = 0, causal: bool = True,
+            masked: tuple[int, ...] = (1, 2)) -> dict:
     maps = predict(model, data)
     mass = [float(m[s.mask].sum()) for s, m in zip(data.samples, maps)]
     scores, labels, shares = [], [], []
@@ -756,8 +757,8 @@ def figures(model: GoalAttention, data: AttentionData, seed: int = 0, causal: bo
            "target_mass": float(np.mean([float(s.target[s.mask].sum()) for s in data.samples])),
            "commands": {c: sum(1 for s in data.samples if s.command == c) for c in COMMANDS},
            "head_ms": head_ms(model, data)}
-    if causal:
-        out["causal"] = causal_test(model, data, seed)
+    if causal:  # one test per number of masked objects
+        out["causal"] = [causal_test(model, data, seed, top_k=k) for k in masked]
     return out
 
 
@@ -802,6 +803,8 @@ def add_eval_attention_arguments(p) -> None:
     p.add_argument("--duration", type=float, default=12.0, help="[s] simulated per run")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-causal", action="store_true", help="skip the planner masking test")
+    p.add_argument("--masked", type=int, nargs="+", default=[1, 2],
+                   help="objects masked at once in the causal test, one test per number")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
 
 
@@ -809,14 +812,18 @@ def run_eval_attention(args) -> int:
     torch.set_num_threads(args.threads)
     model = load_attention(args.weights)
     data = load_or_generate(Path(args.data), "test", args.runs, args.duration, args.seed + 1)
-    out = figures(model, data, args.seed, causal=not args.no_causal)
+    if any(k < 1 for k in args.masked):
+        print(f"drivestack eval attention: --masked: expected whole numbers >= 1, got {args.masked}", file=sys.stderr)
+        return 2
+    out = figures(model, data, args.seed, causal=not args.no_causal, masked=tuple(args.masked))
     out["weights"] = str(args.weights)
     for key in ("attention_mass", "relevance_auroc", "goal_sensitivity"):
         print(f"{key:<18} {out[key]:.3f}")
-    if "causal" in out:
-        c = out["causal"]
-        print(f"causal             masking the top-attended object changes the plan in "
-              f"{c['changed_top_attended']:.2f} of {c['frames']} frames, a random one in {c['changed_random']:.2f}")
+    for c in out.get("causal", []):
+        what = "object" if c["masked"] == 1 else f"{c['masked']} objects"
+        print(f"causal             masking the top-attended {what} changes the plan in "
+              f"{c['changed_top_attended']:.2f} of {c['frames']} frames, as many random ones in "
+              f"{c['changed_random']:.2f}")
     print(f"head               {out['head_ms']:.2f} ms per frame")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=2))
