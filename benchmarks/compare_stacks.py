@@ -19,6 +19,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
+
 from scenarios.bench import PoolOptions, Progress, make_tasks, run_tasks
 from scenarios.loader import load_cases
 
@@ -47,6 +49,17 @@ def at_fault(row: dict) -> int:
     return int(row.get("metrics", {}).get("at_fault_collisions", 0) or 0)
 
 
+def paired_interval(a: list[float], b: list[float], seed: int = 0, draws: int = 2000) -> tuple[float, float]:
+    """95 % bootstrap interval of mean(b - a) over paired runs (variants resampled with replacement,
+    seeded): an interval that holds 0 says the suite cannot tell the two settings apart."""
+    diff = np.asarray(b, dtype=np.float64) - np.asarray(a, dtype=np.float64)
+    if diff.size == 0:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, diff.size, (draws, diff.size))].mean(axis=1)
+    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
 def table(cases: list, rows_a: list[dict], rows_b: list[dict]) -> tuple[list[dict], dict]:
     """Per scenario file and per suite: mean scores of A and B, paired wins, errors."""
     by_file: dict = defaultdict(lambda: {"a": [], "b": [], "higher": 0, "equal": 0, "lower": 0, "errors": 0,
@@ -73,7 +86,8 @@ def table(cases: list, rows_a: list[dict], rows_b: list[dict]) -> tuple[list[dic
         suites[suite]["a"] += e["a"]
         suites[suite]["b"] += e["b"]
     suite_means = {s: {"variants": len(v["a"]), "mean_a": sum(v["a"]) / len(v["a"]),
-                       "mean_b": sum(v["b"]) / len(v["b"])} for s, v in suites.items() if v["a"]}
+                       "mean_b": sum(v["b"]) / len(v["b"]), "diff_95": paired_interval(v["a"], v["b"])}
+                   for s, v in suites.items() if v["a"]}
     return per_file, suite_means
 
 
@@ -104,7 +118,9 @@ def main() -> None:
               f"{r['higher']:>4} {r['equal']:>4} {r['lower']:>4} {r['collisions_a']:>6} {r['collisions_b']:>6} "
               f"{r['errors']:>4}")
     for s, m in sorted(suite_means.items()):
-        print(f"{s:<8} {'(suite mean)':<30} {m['variants']:>4} {m['mean_a']:>7.2f} {m['mean_b']:>7.2f}")
+        lo, hi = m["diff_95"]
+        print(f"{s:<8} {'(suite mean)':<30} {m['variants']:>4} {m['mean_a']:>7.2f} {m['mean_b']:>7.2f}   "
+              f"B - A: 95 % interval [{lo:+.2f}, {hi:+.2f}] (paired bootstrap)")
     print(f"\n{time.perf_counter() - start:.0f} s wall on {args.workers} workers")
     if args.json:
         Path(args.json).write_text(json.dumps(
