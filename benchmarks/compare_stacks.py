@@ -82,6 +82,7 @@ def table(cases: list, rows_a: list[dict], rows_b: list[dict]) -> tuple[list[dic
         per_file.append({"suite": suite, "scenario": name, "variants": n, "errors": e["errors"],
                          "mean_a": sum(e["a"]) / n if n else math.nan, "mean_b": sum(e["b"]) / n if n else math.nan,
                          "higher": e["higher"], "equal": e["equal"], "lower": e["lower"],
+                         "diff_95": paired_interval(e["a"], e["b"]),
                          "collisions_a": e["collisions_a"], "collisions_b": e["collisions_b"]})
         suites[suite]["a"] += e["a"]
         suites[suite]["b"] += e["b"]
@@ -112,11 +113,11 @@ def main() -> None:
     rows_b = run_setting(cases, b, args.workers, args.timeout, "B")
     per_file, suite_means = table(cases, rows_a, rows_b)
     print(f"\n{'suite':<8} {'scenario':<30} {'runs':>4} {'A':>7} {'B':>7} {'B>A':>4} {'B=A':>4} {'B<A':>4} "
-          f"{'coll A':>6} {'coll B':>6} {'err':>4}")
+          f"{'coll A':>6} {'coll B':>6} {'err':>4}  B - A 95 % interval")
     for r in per_file:
         print(f"{r['suite']:<8} {r['scenario']:<30} {r['variants']:>4} {r['mean_a']:>7.2f} {r['mean_b']:>7.2f} "
               f"{r['higher']:>4} {r['equal']:>4} {r['lower']:>4} {r['collisions_a']:>6} {r['collisions_b']:>6} "
-              f"{r['errors']:>4}")
+              f"{r['errors']:>4}  [{r['diff_95'][0]:+.2f}, {r['diff_95'][1]:+.2f}]")
     for s, m in sorted(suite_means.items()):
         lo, hi = m["diff_95"]
         print(f"{s:<8} {'(suite mean)':<30} {m['variants']:>4} {m['mean_a']:>7.2f} {m['mean_b']:>7.2f}   "
