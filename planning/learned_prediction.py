@@ -186,10 +186,8 @@ def sample_paths(index: LaneIndex, path_ids: np.ndarray, s_query: np.ndarray) ->
 
 @dataclass(frozen=True)
 class LanePaths:
-    """Where agents stand on the map and the paths their lane features sample (see `lane_paths`)."""
+    """The lane paths agents' lane features sample and their next stop line (see `lane_paths`)."""
 
-    lane: np.ndarray  # (A,) lane id, -1 off the lanes
-    s0: np.ndarray  # (A,) [m] arc length on that lane
     path: np.ndarray  # (A, N_PATHS) path ids: straight, left turn, right turn, left and right neighbour
     start: np.ndarray  # (A, N_PATHS) [m] the agent's arc length on each path
     valid: np.ndarray  # (A, N_PATHS) 1.0 where the path exists
@@ -225,7 +223,7 @@ def lane_paths(index: LaneIndex, pos: np.ndarray, yaw: np.ndarray, light_states:
                 continue
             path_ids[a, p] = index.path_id(neighbour, "straight")
             starts[a, p], valid[a, p] = index.neighbour_s(lane_id, neighbour, s0s[a]), 1.0
-    return LanePaths(np.asarray(lane_ids), np.asarray(s0s), path_ids, starts, valid, limit, stop)
+    return LanePaths(path_ids, starts, valid, limit, stop)
 
 
 def lane_features(index: LaneIndex, pos: np.ndarray, yaw: np.ndarray, light_states: dict[str, str],
@@ -380,12 +378,17 @@ def _headings(xy: np.ndarray, start: np.ndarray, yaw0: np.ndarray) -> np.ndarray
     return np.take_along_axis(heading, last, axis=2)[:, :, 1:]
 
 
+def path_arc(path: np.ndarray) -> np.ndarray:
+    """(M, P) [m] arc length of every point of polylines path (M, P, 2) from their first point."""
+    seg = np.hypot(*np.diff(path, axis=1).transpose(2, 0, 1))  # (M, P - 1)
+    return np.concatenate([np.zeros((len(path), 1)), np.cumsum(seg, axis=1)], axis=1)
+
+
 def along_paths(path: np.ndarray, dist: np.ndarray) -> np.ndarray:
     """(M, Q, 2) points at arc lengths dist (M, Q) [m] along polylines path (M, P, 2), each measured
     from its first point and held at its last past the end."""
     M, P = path.shape[:2]
-    seg = np.hypot(*np.diff(path, axis=1).transpose(2, 0, 1))  # (M, P - 1)
-    arc = np.concatenate([np.zeros((M, 1)), np.cumsum(seg, axis=1)], axis=1)  # (M, P)
+    arc = path_arc(path)
     dist = np.clip(dist, 0.0, arc[:, -1:])
     shift = (arc[:, -1] + 1.0).cumsum()[:, None] - (arc[:, -1:] + 1.0)  # rows laid end to end, 1 m apart
     k = np.searchsorted((arc + shift).ravel(), (dist + shift).ravel(), side="right").reshape(dist.shape) - 1
@@ -580,8 +583,7 @@ class LearnedPredictor:
         rows = np.arange(A)
         best = np.argmax(prob, axis=1)
         keep = xy[rows, best]  # (A, T, 2)
-        arc = np.cumsum(np.hypot(*np.diff(np.concatenate([start[:, None], keep], axis=1), axis=1).transpose(2, 0, 1)),
-                        axis=1)
+        arc = path_arc(np.concatenate([start[:, None], keep], axis=1))[:, 1:]  # (A, T) [m] from the start
         ease = smoothstep(tau / h.change_time)[None, :, None]
         taken = np.zeros(prob.shape, dtype=bool)
         taken[rows, best] = True
@@ -609,10 +611,9 @@ class LearnedPredictor:
             fixed[a, k] = True
             taken[a, k] = True
             # the other modes share what the stop and the hedged changes leave
-            free = ~fixed[a]
-            prob[a] = np.where(free, prob[a] * ((1.0 - np.where(fixed[a], prob[a], 0.0).sum(axis=1))
-                                                / np.maximum(np.where(free, prob[a], 0.0).sum(axis=1), 1e-12))[:, None],
-                               prob[a])
+            p, free = prob[a], ~fixed[a]
+            share = (1.0 - (p * fixed[a]).sum(axis=1)) / np.maximum((p * free).sum(axis=1), 1e-12)
+            prob[a] = np.where(free, p * share[:, None], p)
         return xy, prob
 
     @staticmethod
