@@ -49,6 +49,11 @@ def at_fault(row: dict) -> int:
     return int(row.get("metrics", {}).get("at_fault_collisions", 0) or 0)
 
 
+def failed_metrics(row: dict) -> list[str]:
+    """The names of the criteria a run failed, each once, in the order they first failed."""
+    return list(dict.fromkeys(f["metric"] for f in row.get("failures") or ()))
+
+
 def paired_interval(a: list[float], b: list[float], seed: int = 0, draws: int = 2000) -> tuple[float, float]:
     """95 % bootstrap interval of mean(b - a) over paired runs (variants resampled with replacement,
     seeded): an interval that holds 0 says the suite cannot tell the two settings apart."""
@@ -127,7 +132,8 @@ def main() -> None:
         Path(args.json).write_text(json.dumps(
             {"a": a, "b": b, "scenarios": per_file, "suites": suite_means,
              "rows": [{"scenario": c.name, "a": ra.get("score"), "b": rb.get("score"), "error_a": ra.get("error"),
-                       "error_b": rb.get("error")} for c, ra, rb in zip(cases, rows_a, rows_b)]}, indent=2))
+                       "error_b": rb.get("error"), "failed_a": failed_metrics(ra), "failed_b": failed_metrics(rb)}
+                      for c, ra, rb in zip(cases, rows_a, rows_b)]}, indent=2))
 
 
 if __name__ == "__main__":

@@ -60,6 +60,10 @@ class LatticeConfig:
     pass_intrusion_unseen: float = 1.3  # [m] allowed when clear of the oncoming traffic seen but not of the unseen
     gap_in_queue: float = 3.0  # [m] behind a lead that is moving
     max_path_angle: float = 0.5  # [rad] steepest path angle to the reference: lateral motion needs forward motion
+    # a car already slower than this prefers plans that do not stop mid-swerve (it would stand askew, a
+    # corner out of its lane): in a plan that brakes to a stop, the steepest path angle shrinks in
+    # proportion to the speed below this, so lateral moves finish first. Faster, a swerve may end in a stop
+    straighten_speed: float = 3.0  # [m/s]
     sensing_range: float = 150.0  # [m] agents farther away are ignored
     weights: lk.CostWeights = field(default_factory=lambda: lk.CostWeights(
         jerk_lat=0.08, jerk_lon=0.05, offset_terminal=1.0, offset_integrated=0.5, speed_error=0.6,
@@ -313,6 +317,12 @@ class LatticePlanner:
         ok &= np.all(lat_rate <= np.tan(cfg.max_path_angle) * fwd + 0.05, axis=1)
         if not np.any(ok):
             return -1
+        braking = (fwd[:, -1:] < 0.1) & (np.arange(fwd.shape[1]) >= np.argmax(fwd, axis=1)[:, None])
+        braking &= fwd[:, :1] < cfg.straighten_speed
+        steepest = cfg.max_path_angle * np.minimum(fwd / cfg.straighten_speed, 1.0)
+        askew = np.any(braking & (lat_rate > np.tan(steepest) * fwd + 0.01), axis=1)
+        if np.any(ok & ~askew):  # preferred, not required: the car may already be askew
+            ok &= ~askew
         if np.isfinite(v_cap):
             v = lon[:, 1, :][result.lattice.lon_index]
             t = DT * np.arange(v.shape[1])

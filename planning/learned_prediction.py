@@ -366,16 +366,38 @@ def _stop_distance(v: np.ndarray, tau: np.ndarray) -> np.ndarray:
     return v[:, None] * t - 0.5 * STOP_DECEL * t * t
 
 
+HEADING_CHORD = 1.0  # [m] a mode's heading is the direction of a chord at least this long around each step
+HEADING_LAGS = (1, 2, 4, 8)  # steps either side of a step its chord may span, shortest first
+
+
 def _headings(xy: np.ndarray, start: np.ndarray, yaw0: np.ndarray) -> np.ndarray:
-    """(A, K, T) heading of each step's motion; the previous heading where the agent barely moves."""
-    prev = np.concatenate([np.broadcast_to(start[:, None, None, :], xy.shape[:2] + (1, 2)), xy[:, :, :-1]], axis=2)
-    d = xy - prev
-    moving = np.hypot(d[..., 0], d[..., 1]) > 0.02
-    heading = np.concatenate([np.broadcast_to(yaw0[:, None, None], xy.shape[:2] + (1,)),
-                              np.arctan2(d[..., 1], d[..., 0])], axis=2)
-    ok = np.concatenate([np.ones(xy.shape[:2] + (1,), dtype=bool), moving], axis=2)
-    last = np.maximum.accumulate(np.where(ok, np.arange(ok.shape[2]), 0), axis=2)  # latest moving step so far
-    return np.take_along_axis(heading, last, axis=2)[:, :, 1:]
+    """(A, K, T) heading of each step: the direction of the shortest chord centred on it (from
+    HEADING_LAGS steps before to as many after) that is HEADING_CHORD long; where none is, or where the
+    agent is not yet that far from its start, or where the chord points more than 120 degrees away
+    from yaw0 (a standing car's mode drifting backwards: vehicles here do not reverse), the heading
+    before it. A chord, not the step's own motion, so centimetres of jitter in a slow or standing mode
+    do not swing the box; centred, so a turn is not seen late."""
+    A, K, T = xy.shape[:3]
+    path = np.concatenate([np.broadcast_to(start[:, None, None, :], (A, K, 1, 2)), xy], axis=2).reshape(A * K, T + 1, 2)
+    px, py = path[..., 0], path[..., 1]  # (M, T + 1) each: cheaper than reducing over an axis of two
+    L = HEADING_LAGS[-1]
+    ex, ey = (np.concatenate([np.repeat(p[:, :1], L, axis=1), p, np.repeat(p[:, -1:], L, axis=1)], axis=1)
+              for p in (px, py))
+    cx, cy = np.zeros((A * K, T)), np.zeros((A * K, T))
+    found = np.zeros((A * K, T), dtype=bool)
+    for lag in HEADING_LAGS:  # steps 1..T sit at ex[:, L + 1:L + T + 1]
+        dx = ex[:, L + 1 + lag:L + T + 1 + lag] - ex[:, L + 1 - lag:L + T + 1 - lag]
+        dy = ey[:, L + 1 + lag:L + T + 1 + lag] - ey[:, L + 1 - lag:L + T + 1 - lag]
+        new = ~found & (dx * dx + dy * dy >= HEADING_CHORD ** 2)
+        cx, cy = np.where(new, dx, cx), np.where(new, dy, cy)
+        found |= new
+    y0 = np.repeat(yaw0, K)[:, None]
+    forward = cx * np.cos(y0) + cy * np.sin(y0) > -0.5 * HEADING_CHORD
+    away = (px[:, 1:] - px[:, :1]) ** 2 + (py[:, 1:] - py[:, :1]) ** 2 >= HEADING_CHORD ** 2
+    heading = np.concatenate([y0, np.arctan2(cy, cx)], axis=1)  # (M, T + 1), yaw0 first
+    ok = np.concatenate([np.ones((A * K, 1), dtype=bool), found & forward & away], axis=1)
+    last = np.maximum.accumulate(np.where(ok, np.arange(T + 1), 0), axis=1)  # the latest good chord so far
+    return np.take_along_axis(heading, last, axis=1)[:, 1:].reshape(A, K, T)
 
 
 def path_arc(path: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ from planning.base import PlannerInput
 from planning.lattice_planner import LatticePlanner
 from planning.map_prediction import MapAwarePredictor
 from planning.route import project_to_route
-from scenarios.loader import load_scenario, shipped_suites_dir
+from scenarios.loader import load_cases, load_scenario, shipped_suites_dir
 from scenarios.metrics import compute_metrics
 from scenarios.runs import ego_route, make_stack
 from scenarios.schema import Scenario
@@ -84,6 +84,21 @@ def test_minimal_risk_stop_when_every_lane_is_blocked():
     assert log.ego[-1, 3] < 0.1
     gap = 90 - 2.3 - (log.ego[-1, 0] + 3.8)  # static car's rear minus the ego's front
     assert 0.3 < gap < 12.0
+
+
+def test_a_car_that_stops_to_yield_stands_square_in_its_lane():
+    """Waiting to turn left, the car edged away from the oncoming traffic while it braked; a plan that
+    stops mid-swerve used to leave it standing 0.15 rad askew, a corner outside the road (this variant,
+    learned predictor). Slow plans that brake to a stop now finish their lateral move first."""
+    cases, _ = load_cases([str(next(shipped_suites_dir().glob("*/unprotected_left.yaml")))], sweep=True)
+    case = next(c for c in cases if c.name == "unprotected_left[s=95,s=45,seed=0]")
+    world = World(case.scenario, case.scenario.seed)
+    log = run_closed_loop(world, make_stack(world, "lattice", predictor="learned"), ego_route(world), duration=16.0)
+    result = compute_metrics(log, world.road)
+    assert result.metrics["drivable_area_compliance"] == 1.0
+    slow = (log.ego[:, 3] < 1.0) & (log.ego[:, 1] < -10.0)  # crawling or standing before the junction
+    assert slow.sum() > 10
+    assert np.all(np.abs(log.ego[slow, 2] - np.pi / 2) < 0.08)
 
 
 def test_consecutive_plans_are_stitched():

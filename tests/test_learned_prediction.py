@@ -175,3 +175,22 @@ def test_an_object_the_attention_rates_irrelevant_keeps_only_its_likeliest_mode(
         out = pred.predict(PerceptionOutput(t=t, objects=(obj, car(2, 60.0 + speed * t, y, speed))), 8.0, 0.1)
     assert np.count_nonzero(out.prob[0]) == 1 and out.prob[0].max() == 1.0
     assert np.count_nonzero(out.prob[1]) > 1  # the stop and the lane-change hedges at least
+
+
+def test_a_mode_heading_ignores_centimetre_jitter_and_follows_real_turns():
+    """Headings come from a chord over the last metre travelled: a stopping mode that wobbles a few
+    centimetres sideways keeps the agent's heading (the step-by-step heading swung by 90 degrees),
+    a mode that drives north turns north."""
+    T = 30
+    stop = np.zeros((T, 2))
+    stop[:, 0] = np.minimum(0.05 * np.arange(1, T + 1), 0.6)  # creeps 0.6 m, wobbling, then stands
+    stop[:, 1] = 0.05 * np.sin(np.arange(T))  # a standing car's mode wanders: 1.3 m of path, 0.6 m away
+    north = np.stack([np.zeros(T), 0.5 * np.arange(1, T + 1)], axis=1)
+    back = np.stack([-0.1 * np.arange(1, T + 1), 0.03 * np.arange(1, T + 1)], axis=1)  # drifts backwards 3 m
+    xy = np.stack([stop, north, back])[None]  # (1, 3, T, 2)
+    yaw = lp._headings(xy, np.zeros((1, 2)), np.array([0.0]))
+    np.testing.assert_allclose(yaw[0, 0], 0.0)  # never a metre away: the current heading throughout
+    assert np.all(yaw[0, 1, :1] == 0.0)  # not a metre yet after the first step
+    np.testing.assert_allclose(yaw[0, 1, 2:], np.pi / 2, atol=1e-9)
+    np.testing.assert_allclose(yaw[0, 2], 0.0)  # a car does not turn round to drift backwards
+
