@@ -73,7 +73,32 @@ def lateral_bounds(route: Route, road, ego_half_width: float, allow_opposite: bo
                 lo = 0.5 * lane.width + road.lanes[right].width - ego_half_width - 0.1
             cache[lane_id] = (-lo, hi)
         d_min[i], d_max[i] = cache[lane_id]
+    _widen_for_ending_lanes(route, road, ego_half_width, d_min)
     return d_min, d_max
+
+
+ENDING_LANE_MARGIN = 10.0  # [m] the corridor leaves an ending lane this far before its end
+
+
+def _widen_for_ending_lanes(route: Route, road, ego_half_width: float, d_min: np.ndarray) -> None:
+    """Widen d_min (in place) by a lane that runs on the right of the route's lane without being its
+    neighbour: an acceleration lane, whose left neighbour is the through lane while the through lane,
+    which goes on without it, lists no right one. The route leaves such a lane early; the corridor
+    keeps it until ENDING_LANE_MARGIN before its end, so a merging car that finds no gap drives on in
+    it instead of stopping where the route leaves it."""
+    for lane in road.lanes:
+        through = road.lanes[lane.left] if lane.left >= 0 else None
+        if through is None or through.right == lane.id or lane.kind == "parking" \
+                or lane.left_marking not in PASSABLE_MARKINGS:
+            continue
+        on = np.flatnonzero(route.lane_of_point == through.id)
+        if len(on) == 0:
+            continue
+        s, d = road.to_frenet(lane.id, route.xy[on])
+        beside = (s > 0.0) & (s < lane.s[-1] - ENDING_LANE_MARGIN) & \
+            (np.abs(d - 0.5 * (lane.width + through.width)) < 1.0)
+        widest = -(0.5 * through.width + lane.width - ego_half_width - 0.1)
+        d_min[on[beside]] = np.minimum(d_min[on[beside]], widest)
 
 
 def curve_speed(route: Route, s_from: float, s_to: float) -> float:

@@ -178,10 +178,17 @@ def project_to_route(route: Route, xy, hint_s: float | None = None, yaw: float |
 
 
 def _transition_span(lane, other, entry_s: float, length: float) -> tuple[float, float]:
-    """(start, end) arc lengths on `lane` of the blend into its neighbour `other`."""
+    """(start, end) arc lengths on `lane` of the blend into its neighbour `other`: as early as the two
+    overlap, except out of a lane that ends beside its neighbour (an acceleration lane), where the blend
+    is centred on the lane's middle. The planner may change lanes wherever the corridor allows (see
+    behaviour.lateral_bounds); the route only says where the car belongs."""
     ends = np.stack([other.xy[0], other.xy[-1]])
     (overlap_start, overlap_end), _ = project_polyline(lane.xy, lane.s, ends)
     start = max(entry_s, overlap_start, 0.0)
+    if not lane.successors and overlap_end >= lane.s[-1] - 1.0:
+        (other_at_end,), _ = project_polyline(other.xy, other.s, lane.xy[-1:])
+        if other_at_end < other.s[-1] - 1.0:  # the neighbour goes on where this lane ends
+            start = max(start, 0.5 * (start + lane.s[-1] - length))
     end = min(start + length, overlap_end, lane.s[-1])
     if end - start < 1.0:
         raise ValueError(

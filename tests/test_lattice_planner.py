@@ -101,6 +101,25 @@ def test_a_car_that_stops_to_yield_stands_square_in_its_lane():
     assert np.all(np.abs(log.ego[slow, 2] - np.pi / 2) < 0.08)
 
 
+def test_a_merging_car_drives_on_in_the_acceleration_lane_until_it_finds_a_gap():
+    """Dense traffic on the through lane: the car had to merge within the first 50 m of the
+    acceleration lane, where the route left it, and braked harder than comfort allows here (in another
+    variant, with the learned predictor, it came to a stand). The route now leaves the lane at its
+    middle and the corridor keeps it to its end, so the car drives on and merges into a gap."""
+    cases, _ = load_cases([str(next(shipped_suites_dir().glob("*/onramp_merge.yaml")))], sweep=True)
+    case = next(c for c in cases if c.name == "onramp_merge[count=34,seed=0]")
+    world = World(case.scenario, case.scenario.seed)
+    route = ego_route(world)
+    accel = world.road.lane("accel")
+    on_accel = route.xy[route.lane_of_point == accel.id]
+    assert on_accel[:, 0].max() > accel.xy[0, 0] + 0.4 * accel.length  # the route stays in it past 40 %
+    log = run_closed_loop(world, make_stack(world, "lattice"), route, duration=30.0)
+    result = compute_metrics(log, world.road)
+    assert result.metrics["collisions"] == 0 and result.metrics["comfort"] == 1.0
+    assert log.ego[:, 3].min() > 5.0  # never near a stand
+    assert log.ego[-1, 1] > -1.0  # and in the through lane (y = 0) by the end
+
+
 def test_consecutive_plans_are_stitched():
     scn = shipped("cruise_dense")
     world = World(scn, 0)
