@@ -165,6 +165,7 @@ def run_scenario(acc: Counts, run: int, case, seed: int, cfg: EvalConfig, planne
 
     world = World(case.scenario, seed)
     stack = make_stack(world, planner, "learned")
+    before = (acc.frames, acc.gt, acc.fp, acc.fn, acc.switches, dict(acc.fp_by_class))
     try:
         loop = ClosedLoop(world, stack, ego_route(world), duration)
         while not loop.done and not loop.at_goal:
@@ -182,8 +183,14 @@ def run_scenario(acc: Counts, run: int, case, seed: int, cfg: EvalConfig, planne
     finally:
         stack.perception.close()
     result = compute_metrics(log, world.road, case.scenario.criteria.model_dump())
+    frames, gt, fp, fn, switches = (now - then for now, then in
+                                    zip((acc.frames, acc.gt, acc.fp, acc.fn, acc.switches), before[:5]))
+    fp_by_class = {c: n - before[5].get(c, 0) for c, n in acc.fp_by_class.items() if n > before[5].get(c, 0)}
     return {"scenario": case.scenario.name, "seed": seed, "score": float(result.score),
-            "collisions": int(result.metrics.get("at_fault_collisions", 0))}
+            "collisions": int(result.metrics.get("at_fault_collisions", 0)),
+            # this run's share of the tracking errors, to see where MOTA is lost
+            "frames": frames, "gt_objects": gt, "false_positives": fp, "false_positives_by_class": fp_by_class,
+            "misses": fn, "id_switches": switches, "mota": 1.0 - (fp + fn + switches) / gt if gt else None}
 
 
 class _Instant:
@@ -250,8 +257,11 @@ def evaluate_perception(paths: list[str], seeds=TEST_SEEDS, cfg: EvalConfig = Ev
             t0 = time.perf_counter()
             runs.append(run_scenario(acc, len(runs), case, seed, cfg, planner, duration))
             if progress is not None:
-                progress(f"{case.scenario.name} seed {seed}: score {runs[-1]['score']:.1f}, "
-                         f"{time.perf_counter() - t0:.0f} s")
+                r = runs[-1]
+                mota = "n/a" if r["mota"] is None else f"{r['mota']:.3f}"  # no actor in view
+                progress(f"{case.scenario.name} seed {seed}: score {r['score']:.1f}, MOTA {mota} "
+                         f"(FP {r['false_positives']}, misses {r['misses']}, ID switches {r['id_switches']}, "
+                         f"{r['gt_objects']} actor instances), {time.perf_counter() - t0:.0f} s")
     return summarise(acc, runs, cfg)
 
 

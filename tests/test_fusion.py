@@ -213,3 +213,25 @@ def test_clear_mot_counts_misses_false_positives_and_identity_switches():
     assert result["light_state_accuracy"] == pytest.approx(3 / 4)
     # every true track is within 0.3 m, so the phantom alone keeps AP below 1, at every threshold alike
     assert 0.5 < result["ap"]["ap_car_0.5m"] == result["ap"]["ap_car_4m"] < 1.0
+
+
+def test_eval_perception_splits_the_tracking_errors_by_run():
+    """Two short held-out runs with learned perception: each run reports its own share of the frames,
+    actor instances, false positives, misses and identity switches, and the shares add up."""
+    from perception.evaluation import evaluate_perception
+    from scenarios.loader import shipped_suites_dir
+
+    paths = [str(next(shipped_suites_dir().glob(f"*/{name}.yaml"))) for name in ("lead_brake", "cyclist_overtake")]
+    result = evaluate_perception(paths, seeds=(9,), duration=1.0)
+    runs = result["closed_loop"]
+    assert [r["scenario"] for r in runs] == ["lead_brake", "cyclist_overtake"]
+    for key, total in (("frames", "frames"), ("gt_objects", "gt_objects"), ("false_positives", "false_positives"),
+                       ("misses", "misses"), ("id_switches", "id_switches")):
+        assert sum(r[key] for r in runs) == result[total]
+    assert all(r["frames"] > 0 for r in runs)
+    assert result["gt_objects"] > 0
+    for r in runs:  # MOTA is undefined for a run with no actor in view
+        assert (r["mota"] is None) == (r["gt_objects"] == 0)
+        if r["gt_objects"]:
+            assert r["mota"] == pytest.approx(1.0 - (r["false_positives"] + r["misses"] + r["id_switches"])
+                                              / r["gt_objects"])
