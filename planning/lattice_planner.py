@@ -300,7 +300,8 @@ class LatticePlanner:
         """Lowest cost among feasible candidates whose collision probability stays small, weighted by it.
 
         Candidates within the comfort bounds (longitudinal jerk and acceleration) are preferred;
-        the others are used only when no comfortable one is safe. Time spent in an oncoming lane
+        the others are used only when no comfortable one is safe. A car slower than straighten_speed
+        prefers plans that finish any sideways move before they stop. Time spent in an oncoming lane
         (to pass a blocked lane) costs extra, so the car goes there late and comes back soon. Behind
         a standing lead, plans that end in its lane closer than gap_behind_stopped are dropped while
         others remain (creeping up slowly counts too): the car keeps room to pull out around it.
