@@ -165,7 +165,7 @@ def run_scenario(acc: Counts, run: int, case, seed: int, cfg: EvalConfig, planne
 
     world = World(case.scenario, seed)
     stack = make_stack(world, planner, "learned")
-    before = (acc.frames, acc.gt, acc.fp, acc.fn, acc.switches, dict(acc.fp_by_class))
+    before, fp_before = _tallies(acc), dict(acc.fp_by_class)
     try:
         loop = ClosedLoop(world, stack, ego_route(world), duration)
         while not loop.done and not loop.at_goal:
@@ -183,14 +183,18 @@ def run_scenario(acc: Counts, run: int, case, seed: int, cfg: EvalConfig, planne
     finally:
         stack.perception.close()
     result = compute_metrics(log, world.road, case.scenario.criteria.model_dump())
-    frames, gt, fp, fn, switches = (now - then for now, then in
-                                    zip((acc.frames, acc.gt, acc.fp, acc.fn, acc.switches), before[:5]))
-    fp_by_class = {c: n - before[5].get(c, 0) for c, n in acc.fp_by_class.items() if n > before[5].get(c, 0)}
+    frames, gt, fp, fn, switches = (now - then for now, then in zip(_tallies(acc), before))
+    fp_by_class = {c: n - fp_before.get(c, 0) for c, n in acc.fp_by_class.items() if n > fp_before.get(c, 0)}
     return {"scenario": case.scenario.name, "seed": seed, "score": float(result.score),
             "collisions": int(result.metrics.get("at_fault_collisions", 0)),
             # this run's share of the tracking errors, to see where MOTA is lost
             "frames": frames, "gt_objects": gt, "false_positives": fp, "false_positives_by_class": fp_by_class,
             "misses": fn, "id_switches": switches, "mota": 1.0 - (fp + fn + switches) / gt if gt else None}
+
+
+def _tallies(acc: Counts) -> tuple[int, int, int, int, int]:
+    """Frames, actor instances, false positives, misses and identity switches counted so far."""
+    return acc.frames, acc.gt, acc.fp, acc.fn, acc.switches
 
 
 class _Instant:

@@ -236,7 +236,8 @@ def left_turn_walls(inp: PlannerInput, ego_s: float, front: float) -> list[Wall]
 
 
 def decide(inp: PlannerInput, ego_s: float, front: float, ego_half_width: float, allow_opposite: bool,
-           speed_margin: float = 0.4) -> Decision:
+           speed_margin: float = 0.4, bounds: tuple[np.ndarray, np.ndarray] | None = None) -> Decision:
+    """`bounds`: this route's lateral_bounds when the caller keeps them (they depend on the route only)."""
     route = inp.route
     k = _route_index(route, ego_s)
     limit = float(route.speed_limit[k]) - speed_margin
@@ -249,7 +250,7 @@ def decide(inp: PlannerInput, ego_s: float, front: float, ego_half_width: float,
     walls += pedestrian_walls(inp, ego_s, front)
     walls += left_turn_walls(inp, ego_s, front)
     goal_gap = route.goal_s - ego_s
-    d_min, d_max = lateral_bounds(route, inp.road, ego_half_width, allow_opposite)
+    d_min, d_max = bounds if bounds is not None else lateral_bounds(route, inp.road, ego_half_width, allow_opposite)
     if walls:
         nearest = min(walls, key=lambda w: w.s)
         behaviour = nearest.reason

@@ -14,7 +14,7 @@ import numpy as np
 
 from planning import lattice_kernels as lk
 from planning.base import PlannerInput
-from planning.behaviour import WALL_LENGTH, Decision, decide
+from planning.behaviour import WALL_LENGTH, Decision, decide, lateral_bounds
 from planning.route import project_to_route
 from sim.types import VULNERABLE, Trajectory
 
@@ -102,6 +102,7 @@ class LatticePlanner:
         self.last_result: lk.LatticeResult | None = None
         self._prev: _Previous | None = None
         self._hint_s: float | None = None
+        self._corridor: tuple | None = None  # (route, lateral_bounds of it): the same every cycle of a run
 
     # ---- the cycle ------------------------------------------------------------------
 
@@ -109,8 +110,11 @@ class LatticePlanner:
         cfg, ego, route = self.config, inp.ego, inp.route
         ego_s, ego_d = project_to_route(route, np.array([ego.x, ego.y]), hint_s=self._hint_s, yaw=ego.yaw)
         self._hint_s = float(ego_s)
+        if self._corridor is None or self._corridor[0] is not route:
+            self._corridor = (route, lateral_bounds(route, inp.road, 0.5 * self.params.ego_width,
+                                                    cfg.allow_opposite_lane))
         decision = decide(inp, float(ego_s), self.params.ego_front, 0.5 * self.params.ego_width, cfg.allow_opposite_lane,
-                          cfg.speed_margin)
+                          cfg.speed_margin, self._corridor[1])
         reference, lane_width = self.reference_line(inp, float(ego_s), decision)
         start = self.start_state(inp, reference, float(ego_s), float(ego_d))
         around = self.surroundings(inp, reference, start, decision, lane_width)
@@ -318,12 +322,13 @@ class LatticePlanner:
         ok &= np.all(lat_rate <= np.tan(cfg.max_path_angle) * fwd + 0.05, axis=1)
         if not np.any(ok):
             return -1
-        braking = (fwd[:, -1:] < 0.1) & (np.arange(fwd.shape[1]) >= np.argmax(fwd, axis=1)[:, None])
-        braking &= fwd[:, :1] < cfg.straighten_speed
-        steepest = cfg.max_path_angle * np.minimum(fwd / cfg.straighten_speed, 1.0)
-        askew = np.any(braking & (lat_rate > np.tan(steepest) * fwd + 0.01), axis=1)
-        if np.any(ok & ~askew):  # preferred, not required: the car may already be askew
-            ok &= ~askew
+        if np.any(fwd[:, 0] < cfg.straighten_speed):  # every plan starts at the car's speed: skipped when fast
+            braking = (fwd[:, -1:] < 0.1) & (np.arange(fwd.shape[1]) >= np.argmax(fwd, axis=1)[:, None])
+            braking &= fwd[:, :1] < cfg.straighten_speed
+            steepest = cfg.max_path_angle * np.minimum(fwd / cfg.straighten_speed, 1.0)
+            askew = np.any(braking & (lat_rate > np.tan(steepest) * fwd + 0.01), axis=1)
+            if np.any(ok & ~askew):  # preferred, not required: the car may already be askew
+                ok &= ~askew
         if np.isfinite(v_cap):
             v = lon[:, 1, :][result.lattice.lon_index]
             t = DT * np.arange(v.shape[1])
