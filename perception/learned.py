@@ -131,7 +131,7 @@ def shipped_light_classifier():
 
 
 def head_boxes(heads, ego: EgoState, calib: Calibration, max_range: float) -> list[tuple[int, np.ndarray, float]]:
-    """(head index, (4,) [px] box, distance [m]) of every light head that faces the camera and is in view."""
+    """(head index, (4,) [px] box, distance [m]) of every light head that faces the camera and is wholly in view."""
     c, s = math.cos(ego.yaw), math.sin(ego.yaw)
     out = []
     cam = calib.origin
@@ -150,7 +150,8 @@ def head_boxes(heads, ego: EgoState, calib: Calibration, max_range: float) -> li
         hw = 0.5 * HEAD_SIZE[0] * calib.K[0, 0] / p[2]
         hh = 0.5 * HEAD_SIZE[1] * calib.K[1, 1] / p[2]
         box = np.array([u - hw, v - hh, u + hw, v + hh])
-        if box[2] <= 0 or box[0] >= calib.width or box[3] <= 0 or box[1] >= calib.height:
+        # a head cut by the image border cannot be read (close under a light, only its bottom lamp shows)
+        if box[0] < 0 or box[1] < 0 or box[2] > calib.width or box[3] > calib.height:
             continue
         out.append((k, box, dist))
     return out

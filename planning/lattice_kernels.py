@@ -63,6 +63,12 @@ POS, VEL, ACC, JERK = range(4)
 REVERSE_TOL = 1e-6  # [m/s] a longitudinal speed below -REVERSE_TOL is reversing
 V_EPS = 1e-6  # [m/s] below this (standing still) yaw is the reference heading and a is along it
 V_KAPPA_MIN = 0.5  # [m/s] below this kappa is that of the lane-parallel line (the d(t) path's own curvature diverges at a stop)
+# Path-based (low-speed) lateral profiles, d(s): the start's slope dd/ds = d_dot / s_dot and its curvature are read
+# with the speed floored at PATH_SPEED_FLOOR and clipped to these caps (near a stop they are ill-conditioned)
+PATH_SPEED_FLOOR = 0.1  # [m/s]
+PATH_SLOPE_CAP = 1.0  # [-] |dd/ds| at the start
+PATH_CURVATURE_CAP = 0.5  # [1/m] |d2d/ds2| at the start
+PATH_MIN_LENGTH = 0.5  # [m] a lateral move is spread over at least this distance
 GAP_SPEED_MIN = 0.1  # [m/s] speed floor when turning a gap into a time gap
 INVERSE_FLOOR = 0.1  # [s] or [m] floor under time gap, time to collision and clearance in the inverse cost terms
 EGO_CIRCLES = 3  # circles covering the ego body
@@ -171,6 +177,10 @@ class SamplingGrid:
     s_stop: np.ndarray = ()  # (n_stop,) [m] stop positions (quintic s(t) to v = 0, a = 0)
     follow_gap: np.ndarray = ()  # (n_f,) [s] time gaps behind the lead (quintic s(t)); unused without a lead
     lead: Lead | None = None
+    # [m/s] below this start speed the lateral profiles are quintics of the distance travelled, d(s), one per
+    # longitudinal profile, instead of d(t) (Werling et al.'s low-speed trajectories): a car crawling or standing
+    # can still plan to pull out, since its path's steepness no longer grows as its speed falls
+    path_speed: float = 0.0
     standstill_gap: float = 4.0  # [m] bumper-to-bumper distance kept behind the lead at zero speed
     dt: float = 0.1  # [s] output step
     n_samples: int = 81  # output samples, t = 0, dt, ..., (n_samples - 1) dt
@@ -186,6 +196,8 @@ class SamplingGrid:
         horizon = (self.n_samples - 1) * self.dt
         if not (np.all(self.t_end > 0.0) and np.all(self.t_end <= horizon + 1e-9)):
             raise ValueError(f"SamplingGrid.t_end must lie in (0, {horizon}] s, got {self.t_end}")
+        if not (math.isfinite(self.path_speed) and self.path_speed >= 0.0):
+            raise ValueError(f"SamplingGrid.path_speed must be a finite speed >= 0 m/s, got {self.path_speed}")
 
     @property
     def n_candidates(self) -> int:
@@ -421,9 +433,51 @@ def evaluate_polynomial(c, T, v_end, dt, out):
 
 
 @njit(cache=True)
+def path_start(s_dot0, s_ddot0, d_dot0, d_ddot0):
+    """(dd/ds, d2d/ds2) at the start of a path-based lateral profile, from the time derivatives.
+
+    d_dot = d' s_dot and d_ddot = d'' s_dot^2 + d' s_ddot solved for d' and d'', with the speed
+    floored at PATH_SPEED_FLOOR and the results clipped to PATH_SLOPE_CAP and PATH_CURVATURE_CAP.
+    """
+    v = max(s_dot0, PATH_SPEED_FLOOR)
+    slope = min(max(d_dot0 / v, -PATH_SLOPE_CAP), PATH_SLOPE_CAP)
+    bend = min(max((d_ddot0 - slope * s_ddot0) / (v * v), -PATH_CURVATURE_CAP), PATH_CURVATURE_CAP)
+    return slope, bend
+
+
+@njit(cache=True)
+def evaluate_path_profile(c, S, d_end, G, out):
+    """d(s(t)) for the quintic c in sigma = s - s0 (at d_end from sigma = S on) along the longitudinal profile G.
+
+    Writes d and its time derivatives into out (4, N) by the chain rule, primes for derivatives in sigma:
+        d_dot = d' s_dot,  d_ddot = d'' s_dot^2 + d' s_ddot,
+        d_dddot = d''' s_dot^3 + 3 d'' s_dot s_ddot + d' s_dddot.
+    """
+    s0 = G[POS, 0]
+    for k in range(out.shape[1]):
+        sig = G[POS, k] - s0
+        if sig >= S:
+            out[POS, k] = d_end
+            out[VEL, k] = 0.0
+            out[ACC, k] = 0.0
+            out[JERK, k] = 0.0
+            continue
+        sig = max(sig, 0.0)
+        p0 = c[0] + sig * (c[1] + sig * (c[2] + sig * (c[3] + sig * (c[4] + sig * c[5]))))
+        p1 = c[1] + sig * (2.0 * c[2] + sig * (3.0 * c[3] + sig * (4.0 * c[4] + sig * 5.0 * c[5])))
+        p2 = 2.0 * c[2] + sig * (6.0 * c[3] + sig * (12.0 * c[4] + sig * 20.0 * c[5]))
+        p3 = 6.0 * c[3] + sig * (24.0 * c[4] + sig * 60.0 * c[5])
+        v, a, j = G[VEL, k], G[ACC, k], G[JERK, k]
+        out[POS, k] = p0
+        out[VEL, k] = p1 * v
+        out[ACC, k] = p2 * v * v + p1 * a
+        out[JERK, k] = p3 * v * v * v + 3.0 * p2 * v * a + p1 * j
+
+
+@njit(cache=True)
 def lattice_profiles(
     s0, s_dot0, s_ddot0, d0, d_dot0, d_ddot0,
-    d_end, t_end, v_target, s_stop, follow_gap, follow_base, lead_v, dt, n_samples,
+    d_end, t_end, v_target, s_stop, follow_gap, follow_base, lead_v, path_speed, dt, n_samples,
 ):
     """Every lateral and longitudinal profile, and the candidates that pair them.
 
@@ -433,6 +487,9 @@ def lattice_profiles(
       then: quintic to (s_stop, 0, 0) (stopping);
       then: quintic to (follow_base + lead_v (T - gap), lead_v, 0) (following at a time gap).
     Candidate (it * n_lon + j) * n_d + i pairs lateral it * n_d + i with longitudinal it * n_lon + j.
+    Slower than path_speed at the start, the lateral profiles are paths instead: candidate c gets
+    lateral profile c, the quintic d(s) to (d_end[i], 0, 0) over the distance S its longitudinal
+    profile covers by t_end[it] (at least PATH_MIN_LENGTH), evaluated along that profile.
     Returns lat, lon, lat_index, lon_index and per candidate d_end, t_end, kind, target.
     """
     n_d = d_end.shape[0]
@@ -440,7 +497,8 @@ def lattice_profiles(
     n_v = v_target.shape[0]
     n_stop = s_stop.shape[0]
     n_lon = n_v + n_stop + follow_gap.shape[0]
-    lat = np.empty((n_t * n_d, 4, n_samples))
+    by_path = s_dot0 < path_speed
+    lat = np.empty(((n_t * n_lon if by_path else n_t) * n_d, 4, n_samples))
     lon = np.empty((n_t * n_lon, 4, n_samples))
     n_c = n_t * n_lon * n_d
     lat_index = np.empty(n_c, np.int64)
@@ -450,11 +508,14 @@ def lattice_profiles(
     cand_kind = np.empty(n_c, np.int64)
     cand_target = np.empty(n_c)
     coef = np.empty(6)
+    slope0, bend0 = path_start(s_dot0, s_ddot0, d_dot0, d_ddot0)
     for it in range(n_t):
         T = t_end[it]
-        for i in range(n_d):
-            quintic_coefficients(d0, d_dot0, d_ddot0, d_end[i], 0.0, 0.0, T, coef)
-            evaluate_polynomial(coef, T, 0.0, dt, lat[it * n_d + i])
+        k_end = min(int(round(T / dt)), n_samples - 1)
+        if not by_path:
+            for i in range(n_d):
+                quintic_coefficients(d0, d_dot0, d_ddot0, d_end[i], 0.0, 0.0, T, coef)
+                evaluate_polynomial(coef, T, 0.0, dt, lat[it * n_d + i])
         for j in range(n_lon):
             if j < n_v:
                 kind = VELOCITY_KEEPING
@@ -471,10 +532,15 @@ def lattice_profiles(
                 target = follow_gap[j - n_v - n_stop]
                 v_end = lead_v
                 quintic_coefficients(s0, s_dot0, s_ddot0, follow_base + lead_v * (T - target), v_end, 0.0, T, coef)
-            evaluate_polynomial(coef, T, v_end, dt, lon[it * n_lon + j])
+            G = lon[it * n_lon + j]
+            evaluate_polynomial(coef, T, v_end, dt, G)
+            S = max(G[POS, k_end] - s0, PATH_MIN_LENGTH)
             for i in range(n_d):
                 c = (it * n_lon + j) * n_d + i
-                lat_index[c] = it * n_d + i
+                if by_path:
+                    quintic_coefficients(d0, slope0, bend0, d_end[i], 0.0, 0.0, S, coef)
+                    evaluate_path_profile(coef, S, d_end[i], G, lat[c])
+                lat_index[c] = c if by_path else it * n_d + i
                 lon_index[c] = it * n_lon + j
                 cand_d[c] = d_end[i]
                 cand_t[c] = T
@@ -948,7 +1014,8 @@ def sample_paths(start: FrenetState, grid: SamplingGrid, params: PlannerParams) 
     follow_base = lead_s - grid.standstill_gap - params.ego_front  # rear-axle s that puts the bumper the standstill gap behind
     out = lattice_profiles(
         start.s, start.s_dot, start.s_ddot, start.d, start.d_dot, start.d_ddot,
-        grid.d_end, grid.t_end, grid.v_target, grid.s_stop, follow_gap, follow_base, lead_v, grid.dt, grid.n_samples,
+        grid.d_end, grid.t_end, grid.v_target, grid.s_stop, follow_gap, follow_base, lead_v, grid.path_speed,
+        grid.dt, grid.n_samples,
     )
     return Lattice(*out, dt=grid.dt)
 

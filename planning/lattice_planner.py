@@ -60,14 +60,37 @@ class LatticeConfig:
     pass_intrusion_unseen: float = 1.3  # [m] allowed when clear of the oncoming traffic seen but not of the unseen
     gap_in_queue: float = 3.0  # [m] behind a lead that is moving
     max_path_angle: float = 0.5  # [rad] steepest path angle to the reference: lateral motion needs forward motion
+    max_path_angle_crawl: float = 0.8  # [rad] ... for paths planned slower than path_speed: pulling out of a queue
     # a car already slower than this prefers plans that do not stop mid-swerve (it would stand askew, a
     # corner out of its lane): in a plan that brakes to a stop, the steepest path angle shrinks in
     # proportion to the speed below this, so lateral moves finish first. Faster, a swerve may end in a stop
     straighten_speed: float = 3.0  # [m/s]
+    # below this speed lateral moves are planned as paths, d(s), not in time (SamplingGrid.path_speed): crawling
+    # behind a parked car, d(t) profiles to the next lane bend more sharply than the car can steer
+    path_speed: float = 2.0  # [m/s]
+    # a car slower than path_speed may plan a pass through the oncoming lane (deeper than a nudge) only if the plan
+    # has its front this far past the lead's rear by the end of the horizon: a pass started at a crawl must not
+    # linger out there beyond what the collision check sees
+    crawl_pass_reach: float = 8.0  # [m]
+    crawl_pass_accel: float = 1.0  # [m/s^2] gap acceptance for a pass from a crawl: the car speeds up this gently
     sensing_range: float = 150.0  # [m] agents farther away are ignored
     weights: lk.CostWeights = field(default_factory=lambda: lk.CostWeights(
         jerk_lat=0.08, jerk_lon=0.05, offset_terminal=1.0, offset_integrated=0.5, speed_error=0.6,
         progress=0.2, lead=3.0, proximity=2.0, lane_change=2.5, consistency=1.0))
+
+
+def time_to_gain(gap: float, w0: float, w1: float, accel: float) -> float:
+    """[s] to gain gap [m] on another vehicle, the speed difference rising from w0 at accel to w1 [m/s].
+
+    Never faster than 1 m/s once it has risen (a pass that gains less is as good as none)."""
+    w1 = max(w1, 1.0)
+    if w0 >= w1:
+        return gap / w0
+    t_rise = (w1 - w0) / accel
+    gained = w0 * t_rise + 0.5 * accel * t_rise ** 2
+    if gained >= gap:
+        return (-w0 + np.sqrt(w0 * w0 + 2.0 * accel * gap)) / accel
+    return t_rise + (gap - gained) / w1
 
 
 @dataclass(frozen=True)
@@ -268,7 +291,7 @@ class LatticePlanner:
         return lk.SamplingGrid(d_end=d_end, t_end=np.array(cfg.t_end), v_target=speeds, v_desired=v_desired,
                                s_stop=np.array(stops), follow_gap=np.array(cfg.follow_gaps), lead=lead,
                                standstill_gap=cfg.gap_behind_stopped if lead is not None and lead.v < 0.5 else
-                               cfg.gap_in_queue, dt=DT, n_samples=N_SAMPLES)
+                               cfg.gap_in_queue, path_speed=cfg.path_speed, dt=DT, n_samples=N_SAMPLES)
 
     def pass_allowance(self, inp: PlannerInput, start: lk.FrenetState, lead: lk.Lead | None, lane_width: float,
                        seen: tuple[tuple[float, float], ...]) -> float:
@@ -292,8 +315,12 @@ class LatticePlanner:
         t_pass = to_clear / max(v_pass - v_lead, 1.0)  # [s] until the car is back in its lane
         pass_end = start.s + v_pass * t_pass  # [m] where that happens
         t_pass += cfg.pass_margin
+        t_seen = t_pass
+        if start.s_dot < cfg.path_speed:  # from a crawl the car must first gather speed, in sight of the oncoming
+            t_seen = time_to_gain(to_clear, start.s_dot - v_lead, v_pass - v_lead, cfg.crawl_pass_accel)
+            t_seen += cfg.pass_margin
         unseen = [(start.s + inp.perception.range, limit)] if np.isfinite(inp.perception.range) else []
-        clear_of_seen = all(s_obj - v_obj * t_pass > pass_end for s_obj, v_obj in seen)
+        clear_of_seen = all(s_obj - v_obj * t_seen > pass_end for s_obj, v_obj in seen)
         clear_of_unseen = all(s_obj - v_obj * t_pass > pass_end for s_obj, v_obj in unseen)
         if not clear_of_seen:
             return cfg.nudge_intrusion
@@ -319,7 +346,8 @@ class LatticePlanner:
         lat, lon = result.lattice.lat, result.lattice.lon
         lat_rate = np.abs(lat[:, 1, :])[result.lattice.lat_index]
         fwd = lon[:, 1, :][result.lattice.lon_index]
-        ok &= np.all(lat_rate <= np.tan(cfg.max_path_angle) * fwd + 0.05, axis=1)
+        steepest_path = cfg.max_path_angle_crawl if fwd[0, 0] < cfg.path_speed else cfg.max_path_angle
+        ok &= np.all(lat_rate <= np.tan(steepest_path) * fwd + 0.05, axis=1)
         if not np.any(ok):
             return -1
         if np.any(fwd[:, 0] < cfg.straighten_speed):  # every plan starts at the car's speed: skipped when fast
@@ -335,12 +363,25 @@ class LatticePlanner:
             over = np.any(v > np.maximum(v_cap, v[:, :1] - cfg.cap_decel * t) + 0.3, axis=1)
             if np.any(ok & ~over):
                 ok &= ~over
+        end_s = lon[:, 0, -1][result.lattice.lon_index] + self.params.ego_front
+        if oncoming_left:
+            d = lat[:, 0, :][result.lattice.lat_index]
+            intrusion = np.clip(d - (0.5 * lane_width - 0.5 * self.params.ego_width), 0.0, None)
+            deepest = intrusion.max(axis=1)
+            if lead is not None and fwd[0, 0] < cfg.path_speed and intrusion[0, 0] <= cfg.nudge_intrusion:
+                lingering = (deepest > cfg.nudge_intrusion) & (
+                    end_s < lead.s + lead.v * HORIZON + cfg.crawl_pass_reach)
+                if np.any(ok & ~lingering):
+                    ok &= ~lingering
+            if np.isfinite(allowance) and np.any(ok & (deepest <= allowance)):
+                ok &= deepest <= allowance
         if lead is not None and lead.v < 0.5:
-            end_s = lon[:, 0, -1][result.lattice.lon_index] + self.params.ego_front
-            in_lane = np.abs(result.lattice.d_end - lead.d) < 0.5 * lane_width
+            in_lane = np.abs(lat[:, 0, -1][result.lattice.lat_index] - lead.d) < 0.5 * lane_width
             too_close = in_lane & (end_s > lead.s - cfg.gap_behind_stopped + 0.5)
             if np.any(ok & ~too_close):
                 ok &= ~too_close
+            elif np.any(ok & in_lane):  # already too close: of the plans that stay, those stopping soonest
+                ok &= ~in_lane | (end_s <= end_s[ok & in_lane].min() + 0.5)
         comfy_profile = ((np.abs(lon[:, 3, :]).max(axis=1) <= cfg.comfort_jerk)
                          & (lon[:, 2, :].min(axis=1) >= -cfg.comfort_decel))
         comfy = ok & comfy_profile[result.lattice.lon_index]
@@ -348,12 +389,7 @@ class LatticePlanner:
             ok = comfy
         total = result.costs.total + cfg.collision_weight * prob
         if oncoming_left:
-            d = lat[:, 0, :][result.lattice.lat_index]
-            intrusion = np.clip(d - (0.5 * lane_width - 0.5 * self.params.ego_width), 0.0, None)
             total = total + cfg.oncoming_lane_weight * intrusion.mean(axis=1)
-            deepest = intrusion.max(axis=1)
-            if np.isfinite(allowance) and np.any(ok & (deepest <= allowance)):
-                ok &= deepest <= allowance
         return int(np.argmin(np.where(ok, total, np.inf)))
 
     @staticmethod

@@ -28,6 +28,10 @@ from planning.lattice_kernels import (
     N_COST_TERMS,
     OFFSET_INTEGRATED,
     OFFSET_TERMINAL,
+    PATH_CURVATURE_CAP,
+    PATH_MIN_LENGTH,
+    PATH_SLOPE_CAP,
+    PATH_SPEED_FLOOR,
     POS,
     PROGRESS,
     PROXIMITY,
@@ -102,9 +106,30 @@ def evaluate_polynomials(coef: np.ndarray, T: np.ndarray, v_end: np.ndarray, t: 
     return out
 
 
+def _path_profiles(coef: np.ndarray, S: np.ndarray, d_end: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """(n, 4, N): polynomials d(sigma) of sigma = s - s0 along lon (n, 4, N), composed with s(t), d_end past S."""
+    sigma = lon[:, POS, :] - lon[:, POS, :1]
+    after = sigma >= S[:, None]
+    sigma = np.clip(sigma, 0.0, None)
+    deriv = np.empty((coef.shape[0], 4, sigma.shape[1]))  # d and its first three derivatives in sigma
+    for row in range(coef.shape[0]):
+        p = np.polynomial.Polynomial(coef[row])
+        for m in range(4):
+            deriv[row, m] = p.deriv(m)(sigma[row]) if m else p(sigma[row])
+    v, a, j = lon[:, VEL, :], lon[:, ACC, :], lon[:, JERK, :]
+    out = np.stack([
+        deriv[:, 0],
+        deriv[:, 1] * v,
+        deriv[:, 2] * v**2 + deriv[:, 1] * a,
+        deriv[:, 3] * v**3 + 3.0 * deriv[:, 2] * v * a + deriv[:, 1] * j,
+    ], axis=1)
+    hold = np.stack([np.broadcast_to(d_end[:, None], sigma.shape)] + [np.zeros_like(sigma)] * 3, axis=1)
+    return np.where(after[:, None, :], hold, out)
+
+
 def lattice_profiles(
     s0, s_dot0, s_ddot0, d0, d_dot0, d_ddot0,
-    d_end, t_end, v_target, s_stop, follow_gap, follow_base, lead_v, dt, n_samples,
+    d_end, t_end, v_target, s_stop, follow_gap, follow_base, lead_v, path_speed, dt, n_samples,
 ):
     t = np.arange(n_samples) * dt
     n_d, n_t = d_end.shape[0], t_end.shape[0]
@@ -128,6 +153,15 @@ def lattice_profiles(
     it, j, i = (g.ravel() for g in np.meshgrid(np.arange(n_t), np.arange(n_lon), np.arange(n_d), indexing="ij"))
     lat_index = it * n_d + i
     lon_index = it * n_lon + j
+    if s_dot0 < path_speed:  # one path d(s) per candidate, over the distance its s(t) covers by T
+        v = max(s_dot0, PATH_SPEED_FLOOR)
+        slope = np.clip(d_dot0 / v, -PATH_SLOPE_CAP, PATH_SLOPE_CAP)
+        bend = np.clip((d_ddot0 - slope * s_ddot0) / v**2, -PATH_CURVATURE_CAP, PATH_CURVATURE_CAP)
+        k_end = np.minimum(np.round(t_end[it] / dt).astype(int), n_samples - 1)
+        S = np.maximum(lon[lon_index, POS, k_end] - s0, PATH_MIN_LENGTH)
+        path_coef = quintic_coefficients(d0, slope, bend, d_end[i], 0.0, 0.0, S)
+        lat = _path_profiles(path_coef, S, d_end[i], lon[lon_index])
+        lat_index = np.arange(len(i))
     return lat, lon, lat_index, lon_index, d_end[i], t_end[it], kind[lon_index], target[lon_index]
 
 
@@ -352,7 +386,7 @@ def sample_paths(start: FrenetState, grid: SamplingGrid, params: PlannerParams) 
     out = lattice_profiles(
         start.s, start.s_dot, start.s_ddot, start.d, start.d_dot, start.d_ddot,
         grid.d_end, grid.t_end, grid.v_target, grid.s_stop, follow_gap,
-        lead_s - grid.standstill_gap - params.ego_front, lead_v, grid.dt, grid.n_samples,
+        lead_s - grid.standstill_gap - params.ego_front, lead_v, grid.path_speed, grid.dt, grid.n_samples,
     )
     return Lattice(*out, dt=grid.dt)
 

@@ -1,6 +1,8 @@
 """The Frenet lattice planner's Numba kernels against their NumPy references, and its behaviour."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -159,6 +161,75 @@ def test_profiles_start_at_the_ego_reach_their_targets_and_hold(seed):
         # After T: constant velocity, no acceleration or jerk.
         np.testing.assert_allclose(np.diff(G[0, end:]), G[1, end] * dt, atol=1e-8)
         assert np.all(G[2:, end + 1:] == 0.0) and np.all(L[2:, end + 1:] == 0.0)
+
+
+def crawling_case(seed: int):
+    """A start slower than the grid's path_speed: the lateral profiles are paths d(s)."""
+    rng = np.random.default_rng(seed)
+    start = FrenetState(s=20.0, s_dot=rng.uniform(0.0, 1.5), s_ddot=rng.uniform(0.0, 0.5), d=rng.uniform(-0.5, 0.5),
+                        d_dot=rng.uniform(-0.1, 0.1), d_ddot=0.0)
+    grid = dataclasses.replace(random_grid(rng, start), path_speed=2.0, lead=None, follow_gap=())
+    return start, grid, nb.sample_paths(start, grid, PlannerParams())
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_path_profiles_match_reference(seed):
+    start, grid, lattice = crawling_case(seed)
+    expected = ref.sample_paths(start, grid, PlannerParams())
+    assert lattice.lat.shape[0] == len(lattice)  # one lateral profile per candidate
+    for name in ("lat", "lon", "lat_index", "lon_index", "d_end", "t_end", "kind", "target"):
+        np.testing.assert_allclose(getattr(lattice, name), getattr(expected, name), **TOL, err_msg=name)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_path_profiles_are_one_shape_over_distance_whatever_the_speed(seed):
+    """Werling's low-speed mode: d is a function of the distance travelled. Two candidates with the same
+    end offset that cover the same distance by T trace the same path, however differently they get there;
+    the time derivatives are those of d(s(t)); the move is over where the distance ends."""
+    start, grid, lattice = crawling_case(seed)
+    dt = grid.dt
+    for c in range(len(lattice)):
+        L, G = lattice.lat[lattice.lat_index[c]], lattice.lon[lattice.lon_index[c]]
+        np.testing.assert_allclose(L[0, 0], start.d, atol=1e-9)
+        end = int(round(lattice.t_end[c] / dt))
+        travelled = G[0, end] - G[0, 0]
+        if travelled > 1.0:
+            np.testing.assert_allclose(L[:3, end:].T, np.tile([lattice.d_end[c], 0.0, 0.0], (L.shape[1] - end, 1)),
+                                       atol=1e-8)
+    # d depends on the distance travelled alone: the quintic in sigma = s - s0, whatever s(t) is
+    slope, bend = nb.path_start(start.s_dot, start.s_ddot, start.d_dot, start.d_ddot)
+    for c in range(len(lattice)):
+        G = lattice.lon[lattice.lon_index[c]]
+        end = int(round(lattice.t_end[c] / dt))
+        S = max(G[0, end] - start.s, nb.PATH_MIN_LENGTH)
+        path = np.polynomial.Polynomial(ref.quintic_coefficients(start.d, slope, bend, lattice.d_end[c], 0.0, 0.0, S))
+        sigma = np.clip(G[0] - start.s, 0.0, None)
+        d = np.where(sigma < S, path(np.minimum(sigma, S)), lattice.d_end[c])
+        np.testing.assert_allclose(lattice.lat[lattice.lat_index[c], 0], d, atol=1e-6)
+
+
+def test_a_creeping_car_can_plan_to_pull_out_only_with_path_profiles():
+    """Creeping, a time-parametrised lateral move runs ahead of the car's forward motion: every path to the
+    next lane bends harder than a car can steer. Planned over distance, the same move is feasible."""
+    s = np.arange(0.0, 200.0)
+    reference = ReferenceLine(xy=np.column_stack([s, np.zeros_like(s)]), s=s, heading=np.zeros_like(s),
+                              kappa=np.zeros_like(s), d_min=-2.0, d_max=5.5)
+    start = FrenetState(s=20.0, s_dot=0.3, s_ddot=0.0, d=0.0, d_dot=0.0, d_ddot=0.0)  # creeping
+    params = PlannerParams(kappa_max=0.25)
+    feasible_moves = []
+    for path_speed in (0.0, 2.0):
+        grid = SamplingGrid(d_end=[0.0, 3.5], t_end=[4.0, 6.0, 8.0], v_target=[2.0, 4.0, 6.0], v_desired=6.0,
+                            path_speed=path_speed)
+        lattice = nb.sample_paths(start, grid, params)
+        cart = nb.to_cartesian(reference, lattice)
+        feas = nb.check_feasibility(reference, lattice, cart, params)
+        feasible_moves.append(int(np.sum(feas.feasible & (lattice.d_end == 3.5))))
+    assert feasible_moves[0] == 0 and feasible_moves[1] > 0
+    fine = nb.sample_paths(start, dataclasses.replace(grid, dt=0.005, n_samples=1601), params)
+    for c in np.flatnonzero(feas.feasible):  # d(s(t))'s time derivatives, against central differences
+        L = fine.lat[fine.lat_index[c]]
+        for k in (1, 2):  # (jerk jumps where the move ends, as a quintic's does)
+            np.testing.assert_allclose(np.gradient(L[k - 1], 0.005)[1:-1], L[k, 1:-1], atol=0.03)
 
 
 # ---------------------------------------------------------------------------

@@ -120,6 +120,23 @@ def test_a_merging_car_drives_on_in_the_acceleration_lane_until_it_finds_a_gap()
     assert log.ego[-1, 1] > -1.0  # and in the through lane (y = 0) by the end
 
 
+@pytest.mark.parametrize("name", ["double_parked_pass[s=110,s=130]", "double_parked_pass[s=160,s=110]"])
+def test_a_car_waiting_behind_a_double_parked_car_pulls_out_from_a_crawl(name):
+    """Waiting for the oncoming lane to clear, the car creeps. Lateral moves planned in time could not leave
+    a crawl (every path to the oncoming lane bent too sharply), so the first variant crept at 0.25 m/s for
+    20 s and ran out of time at 98 % of the route. Slower than path_speed, moves are now planned over
+    distance. In the second variant an early pass from the crawl had to be given up: the car must stop
+    with room to pull out still in front of it, and pass later."""
+    cases, _ = load_cases([str(next(shipped_suites_dir().glob("*/double_parked_pass.yaml")))], sweep=True)
+    case = next(c for c in cases if c.name == name)
+    world = World(case.scenario, case.scenario.seed)
+    log = run_closed_loop(world, make_stack(world, "lattice"), ego_route(world))
+    result = compute_metrics(log, world.road)
+    assert result.metrics["collisions"] == 0 and result.metrics["comfort"] == 1.0
+    assert result.metrics["route_completion"] == 1.0
+    assert result.metrics["duration"] < case.scenario.duration - 2.0
+
+
 def test_consecutive_plans_are_stitched():
     scn = shipped("cruise_dense")
     world = World(scn, 0)

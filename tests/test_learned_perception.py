@@ -81,3 +81,24 @@ def test_learned_perception_reads_the_red_light_and_the_car_stops():
     assert row["error"] is None, row.get("traceback")
     assert row["metrics"]["red_light_violations"] == 0
     assert row["metrics"]["at_fault_collisions"] == 0
+
+
+def test_light_heads_cut_by_the_image_border_are_not_read():
+    """Close under a light only part of its head is in the image and the classifier read it wrongly (a green
+    light read red at 3.5 m, and that reading then stood for a second). Only heads wholly in view are read."""
+    from perception.fusion import Calibration
+    from perception.learned import head_boxes
+    from sim.sensors.road_scene import LightHead
+    from sim.types import EgoState
+
+    K = np.array([[400.0, 0.0, 320.0], [0.0, 400.0, 120.0], [0.0, 0.0, 1.0]])
+    T = np.eye(4)
+    T[:3, :3] = [[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]]  # optical (right, down, forward) to ego
+    T[:3, 3] = [1.5, 0.0, 1.4]
+    calib = Calibration(K, T, 640, 240)
+    ego = EgoState(x=0.0, y=0.0, yaw=0.0, v=0.0, a=0.0, steer=0.0, t=0.0)
+    heads = [LightHead(0, "far", np.array([30.0, 0.0, 4.5]), math.pi),  # 28.5 m ahead: in view
+             LightHead(0, "close", np.array([11.5, 0.0, 4.5]), math.pi)]  # 10 m ahead: its top above the image
+    seen = {k: box for k, box, _ in head_boxes(heads, ego, calib, 60.0)}
+    assert list(seen) == [0]
+    assert seen[0][1] >= 0.0 and seen[0][3] <= 240.0
