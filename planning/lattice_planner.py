@@ -333,9 +333,12 @@ class LatticePlanner:
         Candidates within the comfort bounds (longitudinal jerk and acceleration) are preferred;
         the others are used only when no comfortable one is safe. A car slower than straighten_speed
         prefers plans that finish any sideways move before they stop. Time spent in an oncoming lane
-        (to pass a blocked lane) costs extra, so the car goes there late and comes back soon. Behind
+        (to pass a blocked lane) costs extra, so the car goes there late and comes back soon; plans
+        deeper in it than the pass allowance are dropped while others remain, and from a crawl so are
+        passes that would still be beside the lead when the horizon ends (crawl_pass_reach). Behind
         a standing lead, plans that end in its lane closer than gap_behind_stopped are dropped while
-        others remain (creeping up slowly counts too): the car keeps room to pull out around it.
+        others remain (creeping up slowly counts too): the car keeps room to pull out around it; when
+        it is already closer (a pass given up), the plans that stop soonest.
         A speed cap from the surroundings (parked cars, slower neighbours) is met at cap_decel.
         """
         cfg = self.config
