@@ -60,6 +60,8 @@ class Counts:
     lights_right: int = 0
     lights_read: int = 0
     lights_unknown: int = 0
+    lights_in_view: int = 0  # (cycle, light) with a head facing the car wholly in the image within max_range
+    lights_in_view_read: int = 0  # ... of which the stack reported a state (not "unknown")
     fp_by_class: dict = field(default_factory=dict)  # class name -> false-positive tracks
     ms: dict = field(default_factory=dict)  # stage -> list of ms
 
@@ -145,8 +147,9 @@ def average_precision(preds: list, truth: dict, threshold: float) -> float:
     return float(np.mean(np.where(idx < len(precision), precision[np.minimum(idx, len(precision) - 1)], 0.0)))
 
 
-def score_lights(acc: Counts, world, out) -> None:
-    """Reported light states against the lights' true states (an "unknown" is counted apart)."""
+def score_lights(acc: Counts, world, out, in_view: set[str] = frozenset()) -> None:
+    """Reported light states against the lights' true states (an "unknown" is counted apart), and how many of
+    the lights in view (`in_view`: names of lights with a head in the image within range) got a state."""
     truth = world.light_states()
     for name, state in out.light_states.items():
         if state == "unknown":
@@ -154,6 +157,18 @@ def score_lights(acc: Counts, world, out) -> None:
         elif name in truth:
             acc.lights_read += 1
             acc.lights_right += int(truth[name] == state)
+    acc.lights_in_view += len(in_view)
+    acc.lights_in_view_read += sum(out.light_states.get(name, "unknown") != "unknown" for name in in_view)
+
+
+def lights_in_view(stack, ego, camera, max_range: float) -> set[str]:
+    """Names of the lights with a head that faces the car, wholly in the camera image, within max_range [m]."""
+    from perception.fusion import Calibration
+    from perception.learned import head_boxes
+
+    heads = stack.perception.heads
+    calib = Calibration(np.asarray(camera.K), np.asarray(camera.T_ego_cam), camera.width, camera.height)
+    return {heads[k].name for k, _, _ in head_boxes(heads, ego, calib, max_range)}
 
 
 def run_scenario(acc: Counts, run: int, case, seed: int, cfg: EvalConfig, planner: str, duration: float | None) -> dict:
@@ -174,7 +189,8 @@ def run_scenario(acc: Counts, run: int, case, seed: int, cfg: EvalConfig, planne
                 loop.step()
                 rec = stack.perception.last
                 score_cycle(acc, run, world_then, loop.perception, rec.lidar, rec.camera, cfg)
-                score_lights(acc, world_then, loop.perception)
+                score_lights(acc, world_then, loop.perception,
+                             lights_in_view(stack, world_then.ego_state(), rec.camera, cfg.max_range))
                 for stage, ms in rec.ms.items():
                     acc.ms.setdefault(stage, []).append(ms)
             else:
@@ -241,6 +257,8 @@ def summarise(acc: Counts, runs: list[dict], cfg: EvalConfig) -> dict:
         "map_per_class": per_class, "ap": ap,
         "light_state_accuracy": acc.lights_right / acc.lights_read if acc.lights_read else float("nan"),
         "light_readings": acc.lights_read, "light_unknown": acc.lights_unknown,
+        # share of the lights in view within range whose state was reported: a reader that says nothing is not right
+        "light_coverage": acc.lights_in_view_read / acc.lights_in_view if acc.lights_in_view else float("nan"),
         "latency_ms_median": {k: float(np.median(v)) for k, v in acc.ms.items()},
         "closed_loop": runs,
         "closed_loop_mean_score": float(np.mean([r["score"] for r in runs])) if runs else float("nan"),

@@ -102,3 +102,19 @@ def test_light_heads_cut_by_the_image_border_are_not_read():
     seen = {k: box for k, box, _ in head_boxes(heads, ego, calib, 60.0)}
     assert list(seen) == [0]
     assert seen[0][1] >= 0.0 and seen[0][3] <= 240.0
+
+
+def test_light_coverage_counts_the_lights_in_view_that_got_a_state():
+    from perception.evaluation import Counts, EvalConfig, score_lights, summarise
+
+    class Truth:
+        def light_states(self):
+            return {"ns": "red", "ew": "green"}
+
+    acc = Counts()
+    score_lights(acc, Truth(), PerceptionOutput(t=0.0, objects=(), light_states={"ns": "red"}), {"ns", "ew"})
+    score_lights(acc, Truth(), PerceptionOutput(t=0.1, objects=(), light_states={"ns": "unknown", "ew": "red"}),
+                 {"ns", "ew"})
+    result = summarise(acc, [], EvalConfig())
+    assert result["light_coverage"] == pytest.approx(2 / 4)  # ns, then ew: read; ew, then ns (unknown): not
+    assert result["light_state_accuracy"] == pytest.approx(1 / 2) and result["light_readings"] == 2
