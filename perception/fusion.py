@@ -218,7 +218,7 @@ def camera_only(det: Detection2D, calib: Calibration, cfg: FusionConfig, points:
     y = face[1] + 0.5 * length * math.sin(heading)
     rng = math.hypot(x - origin[0], y - origin[1])
     return Detection(x=float(x), y=float(y), yaw=UNKNOWN_YAW, length=length, width=width, cls=CAMERA_CLASS[det.cls],
-                     score=det.score, sigma=max(sigma_floor, sigma_per_m * rng))
+                     score=det.score, sigma=max(sigma_floor, sigma_per_m * rng), camera_only=True)
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 
 `detect_lidar_objects(points, config)` reads like the pipeline: `height_above_ground` ->
 `cluster_points` -> per cluster `stacked_top`, `people_beside`, `could_be_road_user`, `fit_box`,
-`keep_object` -> `merge_fragments`. Everything is in the ego frame (x forward, y left, z up, origin at
-the rear axle on the ground) and deterministic: no random sampling anywhere.
+`keep_object` -> `merge_fragments` (then `merge_cabs`). Everything is in the ego frame (x forward, y left,
+z up, origin at the rear axle on the ground) and deterministic: no random sampling anywhere.
 
 Ground and clusters come from grids (a min-height ground grid capped by a coarse one, a bird's-eye
 occupancy grid of the points up to 2 m labelled with scipy.ndimage); boxes from an L-shape search (the
@@ -50,6 +50,7 @@ class LidarObjectConfig:
     max_top: float = 4.3  # [m] objects end at this height; clusters mostly under higher points are dropped
     person_top: float = 2.3  # [m] person-sized clusters whose highest point is higher are dropped (poles)
     beam_step_deg: float = 1.3  # [deg] vertical angle between adjacent lidar beams
+    azimuth_step_deg: float = 0.35  # [deg] horizontal angle between adjacent returns of one beam (1024 a turn)
     sensor_x: float = 1.4  # [m] lidar position ahead of the ego origin (on the centre line)
     max_length: float = 14.0  # [m] longer boxes are dropped (buildings, hedges, guard rails)
     max_width: float = 3.5  # [m] wider boxes are dropped
@@ -58,14 +59,16 @@ class LidarObjectConfig:
     truck_top: float = 2.7  # [m] vehicles whose highest point is higher get the truck prior
     truck_length: float = 12.0  # [m]
     truck_width: float = 2.5  # [m]
+    cab_reach: float = 3.0  # [m] a truck's cab (2.4 m, 0.3 m ahead of its box) seen apart from the box lies this near
     angle_step_deg: float = 1.0  # [deg] resolution of the box orientation search
     edge_tolerance: float = 0.05  # [m] closeness of a point to a box edge counts no better than this
 
     def __post_init__(self):
         for name in ("ground_cell", "ground_coarse_cell", "ground_slack", "ground_margin", "ground_margin_far",
                      "far_range", "max_range", "max_height", "cluster_cell", "slice_top", "stack_gap", "min_top",
-                     "max_top", "person_top", "beam_step_deg", "max_length", "max_width", "car_length", "car_width",
-                     "truck_top", "truck_length", "truck_width", "angle_step_deg", "edge_tolerance"):
+                     "max_top", "person_top", "beam_step_deg", "azimuth_step_deg", "max_length", "max_width",
+                     "car_length", "car_width", "truck_top", "truck_length", "truck_width", "cab_reach",
+                     "angle_step_deg", "edge_tolerance"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"LidarObjectConfig.{name}: expected a finite number > 0, got {value!r}")
@@ -259,15 +262,33 @@ def people_beside(xyz: np.ndarray, height: np.ndarray, idx: np.ndarray,
                   cfg: LidarObjectConfig) -> list[np.ndarray]:
     """Person-shaped parts of a bigger cluster `idx` (rows of `xyz`), or [] when it has none: its parts
     of touching cells half a `cluster_cell` wide that are less than 1 m across, reach from below
-    0.8 m to above 1.2 m and have `min_points`, while the rest of the cluster is more than that."""
+    0.8 m to above 1.2 m and have `min_points`, while the rest of the cluster is more than that.
+
+    A part must also stand apart from the rest by more than the gap between two returns of a beam
+    there (`point_gap`): from 30 m on, adjacent returns on one flat face lie more than half a cell
+    apart, and the front of a truck's cab fell apart into "people" that way."""
     if idx.size < 2 * cfg.min_points or float(np.ptp(xyz[idx, :2], axis=0).max()) < 1.2:
         return []
     parts = cluster_points(xyz, height, idx, cfg, 0, 0.5 * cfg.cluster_cell)
     if len(parts) < 2:
         return []
     people = [p for p in parts if p.size >= cfg.min_points and float(np.ptp(xyz[p, :2], axis=0).max()) < 1.0
-              and float(height[p].min()) < 0.8 and float(height[p].max()) > 1.2]
+              and float(height[p].min()) < 0.8 and float(height[p].max()) > 1.2
+              and _apart(xyz[p, :2], xyz[np.setdiff1d(idx, p), :2], 1.5 * point_gap(xyz[p, :2], cfg))]
     return people if sum(p.size for p in people) < idx.size - cfg.min_points else []
+
+
+def point_gap(xy: np.ndarray, cfg: LidarObjectConfig) -> float:
+    """[m] horizontal distance between adjacent returns of one beam at the distance of points `xy` (K, 2)."""
+    return distance_from_sensor(xy, cfg) * math.radians(cfg.azimuth_step_deg)
+
+
+def _apart(a: np.ndarray, b: np.ndarray, gap: float) -> bool:
+    """No point of `a` (K, 2) lies within `gap` [m] of a point of `b` (M, 2)."""
+    if a.size == 0 or b.size == 0:
+        return True
+    d2 = ((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=2)
+    return bool(d2.min() > gap * gap)
 
 
 def could_be_road_user(xy: np.ndarray, height: np.ndarray, cfg: LidarObjectConfig) -> bool:
@@ -364,11 +385,11 @@ def fit_box(xy: np.ndarray, height: np.ndarray, indices: np.ndarray, cfg: LidarO
     ground (K,), grown to a vehicle's size.
 
     The lidar sees only the faces of a car that turn towards it, so a car seen from behind is a short
-    line. A cluster wider than a person is a vehicle unless it is a cyclist (short, thin, tall, and
-    narrow at the top: a rider, not a roof): it is grown to the car prior (the truck prior when its top
-    is higher than `truck_top`) away from the sensor; when its longest visible side is no longer than
-    the prior's width, its length axis is taken to be the one closer to the line of sight. People keep
-    the box seen."""
+    line. A cluster wider than a person is a vehicle unless it is a cyclist (short, thin, tall but no
+    taller than `person_top`, and narrow at the top: a rider, not a roof nor the end of a truck's box):
+    it is grown to the car prior (the truck prior when its top is higher than `truck_top`) away from
+    the sensor; when its longest visible side is no longer than the prior's width, its length axis is
+    taken to be the one closer to the line of sight. People keep the box seen."""
     top = float(height.max())
     centroid = xy.mean(axis=0)
     theta = l_shape_angle(xy - centroid, cfg)
@@ -378,7 +399,7 @@ def fit_box(xy: np.ndarray, height: np.ndarray, indices: np.ndarray, cfg: LidarO
     extent = hi - lo
     long_axis = int(np.argmax(extent))
     sensor = axes @ np.array([cfg.sensor_x, 0.0])  # the sensor in (u, v)
-    cyclist = 1.0 <= extent.max() <= 1.9 and extent.min() <= 0.8 and top >= 1.5 \
+    cyclist = 1.0 <= extent.max() <= 1.9 and extent.min() <= 0.8 and cfg.person_top >= top >= 1.5 \
         and float(np.ptp(uv[height > top - 0.5, long_axis])) < 0.8
     if extent.max() >= 1.2 and not cyclist:  # a vehicle, perhaps seen in part
         truck = top > cfg.truck_top
@@ -430,7 +451,54 @@ def merge_fragments(objects: list[LidarObject], xyz: np.ndarray, height: np.ndar
                 break
         else:
             out.append(obj)
+    return merge_cabs(out, xyz, height, cfg)
+
+
+def merge_cabs(objects: list[LidarObject], xyz: np.ndarray, height: np.ndarray,
+               cfg: LidarObjectConfig) -> list[LidarObject]:
+    """Objects with the cabs of the trucks merged in (order kept, nearest first).
+
+    Seen from ahead at 40 m, a truck's cab (3 m high, 2.4 m long, 0.3 m ahead of its 3.8 m box) is
+    often a cluster of its own: its front face, a car-sized cluster, and the box's side behind it, a
+    truck-sized one grown backwards from its front. The car is a phantom 5 m ahead of the truck's
+    centre, the truck sits 2.7 m too far back. A vehicle nearer the sensor than a truck, all of whose
+    points lie within `cab_reach` ahead of the truck's near end and across no more than the truck's
+    box (with 0.3 m to spare), is its cab. A car queued in line ahead of a truck is not: seen end on,
+    its face lies a car length and a jam gap (2.5 m) from the truck; seen from the side, its side runs
+    farther than `cab_reach`."""
+    out = list(objects)
+    k = 0
+    while k < len(out):
+        truck = out[k]
+        cab = None
+        if truck.cls == TRUCK:
+            cab = next((j for j in range(k) if is_vehicle(out[j]) and _is_cab(out[j], truck, xyz, cfg)), None)
+        if cab is None:
+            k += 1
+            continue
+        idx = np.union1d(out[cab].indices, truck.indices)
+        out[cab] = fit_box(xyz[idx, :2], height[idx], idx, cfg)
+        del out[k]
+        k = cab  # the merged truck may take another fragment
     return out
+
+
+def _is_cab(obj: LidarObject, truck: LidarObject, xyz: np.ndarray, cfg: LidarObjectConfig) -> bool:
+    """`obj`'s points lie in line with `truck`'s box, within `cfg.cab_reach` ahead of its points' end
+    nearer the sensor."""
+    c, s = math.cos(truck.yaw), math.sin(truck.yaw)
+
+    def uv(xy):
+        d = xy - np.array([truck.x, truck.y])
+        return d @ np.array([c, s]), d @ np.array([-s, c])
+    tu, _ = uv(xyz[truck.indices, :2])
+    ou, ov = uv(xyz[obj.indices, :2])
+    su, _ = uv(np.array([[cfg.sensor_x, 0.0]]))
+    if np.any(np.abs(ov) > 0.5 * truck.width + 0.3):
+        return False
+    if abs(su[0] - tu.min()) <= abs(su[0] - tu.max()):  # the truck's near end is its low end in u
+        return bool(np.all((ou < tu.min() + 0.3) & (ou >= tu.min() - cfg.cab_reach)))
+    return bool(np.all((ou > tu.max() - 0.3) & (ou <= tu.max() + cfg.cab_reach)))
 
 
 def _inside(xy: np.ndarray, box: LidarObject, margin: float) -> bool:
