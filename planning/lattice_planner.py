@@ -93,6 +93,12 @@ def time_to_gain(gap: float, w0: float, w1: float, accel: float) -> float:
     return t_rise + (gap - gained) / w1
 
 
+def _prefer(ok: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """ok narrowed to keep, unless that leaves nothing: a preference among the candidates, not a rule."""
+    narrowed = ok & keep
+    return narrowed if np.any(narrowed) else ok
+
+
 @dataclass(frozen=True)
 class Surroundings:
     """What the predicted agents mean for this cycle, besides the collision check."""
@@ -349,35 +355,31 @@ class LatticePlanner:
         lat, lon = result.lattice.lat, result.lattice.lon
         lat_rate = np.abs(lat[:, 1, :])[result.lattice.lat_index]
         fwd = lon[:, 1, :][result.lattice.lon_index]
-        steepest_path = cfg.max_path_angle_crawl if fwd[0, 0] < cfg.path_speed else cfg.max_path_angle
+        v0 = fwd[0, 0]  # every plan starts at the car's speed
+        crawling = v0 < cfg.path_speed
+        steepest_path = cfg.max_path_angle_crawl if crawling else cfg.max_path_angle
         ok &= np.all(lat_rate <= np.tan(steepest_path) * fwd + 0.05, axis=1)
         if not np.any(ok):
             return -1
-        if np.any(fwd[:, 0] < cfg.straighten_speed):  # every plan starts at the car's speed: skipped when fast
+        if v0 < cfg.straighten_speed:
             braking = (fwd[:, -1:] < 0.1) & (np.arange(fwd.shape[1]) >= np.argmax(fwd, axis=1)[:, None])
-            braking &= fwd[:, :1] < cfg.straighten_speed
             steepest = cfg.max_path_angle * np.minimum(fwd / cfg.straighten_speed, 1.0)
             askew = np.any(braking & (lat_rate > np.tan(steepest) * fwd + 0.01), axis=1)
-            if np.any(ok & ~askew):  # preferred, not required: the car may already be askew
-                ok &= ~askew
+            ok = _prefer(ok, ~askew)  # not required: the car may already be askew
         if np.isfinite(v_cap):
-            v = lon[:, 1, :][result.lattice.lon_index]
-            t = DT * np.arange(v.shape[1])
-            over = np.any(v > np.maximum(v_cap, v[:, :1] - cfg.cap_decel * t) + 0.3, axis=1)
-            if np.any(ok & ~over):
-                ok &= ~over
+            t = DT * np.arange(fwd.shape[1])
+            ok = _prefer(ok, ~np.any(fwd > np.maximum(v_cap, fwd[:, :1] - cfg.cap_decel * t) + 0.3, axis=1))
         end_s = lon[:, 0, -1][result.lattice.lon_index] + self.params.ego_front
         if oncoming_left:
             d = lat[:, 0, :][result.lattice.lat_index]
             intrusion = np.clip(d - (0.5 * lane_width - 0.5 * self.params.ego_width), 0.0, None)
             deepest = intrusion.max(axis=1)
-            if lead is not None and fwd[0, 0] < cfg.path_speed and intrusion[0, 0] <= cfg.nudge_intrusion:
+            if lead is not None and crawling and intrusion[0, 0] <= cfg.nudge_intrusion:  # not yet out there
                 lingering = (deepest > cfg.nudge_intrusion) & (
                     end_s < lead.s + lead.v * HORIZON + cfg.crawl_pass_reach)
-                if np.any(ok & ~lingering):
-                    ok &= ~lingering
-            if np.isfinite(allowance) and np.any(ok & (deepest <= allowance)):
-                ok &= deepest <= allowance
+                ok = _prefer(ok, ~lingering)
+            if np.isfinite(allowance):
+                ok = _prefer(ok, deepest <= allowance)
         if lead is not None and lead.v < 0.5:
             in_lane = np.abs(lat[:, 0, -1][result.lattice.lat_index] - lead.d) < 0.5 * lane_width
             too_close = in_lane & (end_s > lead.s - cfg.gap_behind_stopped + 0.5)
@@ -387,9 +389,7 @@ class LatticePlanner:
                 ok &= ~in_lane | (end_s <= end_s[ok & in_lane].min() + 0.5)
         comfy_profile = ((np.abs(lon[:, 3, :]).max(axis=1) <= cfg.comfort_jerk)
                          & (lon[:, 2, :].min(axis=1) >= -cfg.comfort_decel))
-        comfy = ok & comfy_profile[result.lattice.lon_index]
-        if np.any(comfy):
-            ok = comfy
+        ok = _prefer(ok, comfy_profile[result.lattice.lon_index])
         total = result.costs.total + cfg.collision_weight * prob
         if oncoming_left:
             total = total + cfg.oncoming_lane_weight * intrusion.mean(axis=1)
