@@ -21,6 +21,8 @@ MAX_STOP_DECEL = 6.0  # [m/s^2] a red light that needs more is driven through (i
 COMFORT_LAT_ACCEL = 2.5  # [m/s^2] curve speed from the road's curvature
 CROSSWALK_REACH = 2.5  # [m] a pedestrian this close to a crosswalk on the route is about to use it
 LEFT_TURN_GAP = 6.0  # [s] oncoming traffic closer than this in time makes the ego wait before turning left
+LEFT_TURN_REACH = 2.0  # [m] a predicted position this near the turn's path (centre to centre) conflicts with it
+LEFT_TURN_RISK = 0.1  # oncoming modes conflicting with the turn must add up to more than this to hold the ego
 WALL_LENGTH = 1.0  # [m] virtual wall depth along the route
 PEDESTRIAN_LOOKAHEAD = 4.0  # [s] a pedestrian's straight walk this far ahead is checked against the ego lane
 PEDESTRIAN_CLEARANCE = 1.0  # [m] beyond the lane edge that still counts as in the way
@@ -200,10 +202,19 @@ def pedestrian_walls(inp: PlannerInput, ego_s: float, front: float) -> list[Wall
 
 
 def left_turn_walls(inp: PlannerInput, ego_s: float, front: float) -> list[Wall]:
-    """Before a left-turn connector, wait at its start while oncoming traffic is close in time."""
+    """Before a left-turn connector, wait at its start while oncoming traffic is close in time.
+
+    An oncoming vehicle counts when its predicted modes that come within LEFT_TURN_REACH of the turn's
+    path within LEFT_TURN_GAP add up to more than LEFT_TURN_RISK: a car predicted to turn away (into the
+    lane beside the ego's exit, or in front of the ego on a wide junction) or to stop short does not
+    hold the ego. A vehicle standing near the junction holds it whatever its modes say (it may pull
+    away at any moment), and so does one the prediction does not cover, when its time to the turn at
+    its current speed is within LEFT_TURN_GAP.
+    """
     route, road = inp.route, inp.road
     walls = []
     seen = set()
+    rows = {int(a): k for k, a in enumerate(inp.prediction.agent_ids)} if inp.prediction is not None else {}
     for i in range(_route_index(route, ego_s), _route_index(route, ego_s + 80.0)):
         lane_id = int(route.lane_of_point[i])
         if lane_id in seen:
@@ -228,11 +239,32 @@ def left_turn_walls(inp: PlannerInput, ego_s: float, front: float) -> list[Wall]
             ahead = float(np.dot(to_centre, [np.cos(heading), np.sin(heading)]))
             if ahead < -5.0:  # already past the conflict
                 continue
-            eta = max(ahead, 0.0) / max(speed, 0.1)
-            if eta < LEFT_TURN_GAP and (speed > 0.5 or ahead < 15.0):
+            if speed <= 0.5:
+                holds = ahead < 15.0
+            elif obj.id in rows:
+                holds = turn_conflict_mass(inp.prediction, rows[obj.id], lane.xy) > LEFT_TURN_RISK
+            else:
+                holds = ahead / speed < LEFT_TURN_GAP
+            if holds:
                 walls.append(Wall(entry_s - 1.0, "yield_left_turn"))
                 break
     return walls
+
+
+def turn_conflict_mass(pred, row: int, path: np.ndarray) -> float:
+    """Probability of agent `row`'s modes that come within LEFT_TURN_REACH of `path` (P, 2) in the first
+    LEFT_TURN_GAP seconds."""
+    steps = min(int(round(LEFT_TURN_GAP / pred.dt)), pred.xy.shape[2])
+    pts = pred.xy[row, :, :steps]  # (K, S, 2)
+    lo, hi = path.min(axis=0) - LEFT_TURN_REACH, path.max(axis=0) + LEFT_TURN_REACH
+    near_box = np.all((pts >= lo) & (pts <= hi), axis=2)  # (K, S)
+    mass = 0.0
+    for k in np.flatnonzero((pred.prob[row] > 0.0) & near_box.any(axis=1)):
+        cand = pts[k, near_box[k]]
+        gap = np.hypot(*(cand[:, None, :] - path[None, :, :]).transpose(2, 0, 1)).min()
+        if gap < LEFT_TURN_REACH:
+            mass += float(pred.prob[row, k])
+    return mass
 
 
 def decide(inp: PlannerInput, ego_s: float, front: float, ego_half_width: float, allow_opposite: bool,

@@ -171,6 +171,7 @@ class TrainConfig:
     batch: int = 512
     lr: float = 2e-3
     resume: bool = False
+    init: Path | None = None  # weights to start from (fine-tuning) instead of a random initialisation
 
     def __post_init__(self):
         if self.epochs < 1:
@@ -207,7 +208,9 @@ def train(cfg: TrainConfig) -> dict:
         raise ValueError(f"{cfg.data}: {len(train_s)} train and {len(val_s)} val samples; both splits are needed "
                          f"(generate more runs)")
     print(f"{len(train_s)} train, {len(val_s)} val samples", file=sys.stderr)
-    model = lp.TrajectoryMLP()
+    model = lp.load_model(cfg.init).train() if cfg.init is not None else lp.TrajectoryMLP()
+    if cfg.init is not None:
+        print(f"starting from {cfg.init}", file=sys.stderr)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     steps_per_epoch = -(-len(train_s) // cfg.batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
@@ -268,12 +271,15 @@ def add_train_predictor_arguments(p) -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--resume", action="store_true", help="go on from OUT.ckpt, written after every epoch")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--init", default=None,
+                   help="weights to start from, e.g. the shipped model, to fine-tune on new data (default: random)")
 
 
 def run_train_predictor(args) -> int:
     torch.set_num_threads(args.threads)
     cfg = TrainConfig(data=Path(args.data), out=Path(args.out), epochs=args.epochs, seed=args.seed,
-                      batch=args.batch, lr=args.lr, resume=args.resume)
+                      batch=args.batch, lr=args.lr, resume=args.resume,
+                      init=Path(args.init) if args.init else None)
     start = time.perf_counter()
     try:
         best = train(cfg)

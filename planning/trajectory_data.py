@@ -39,10 +39,13 @@ class TrajectoryDataConfig:
     out: Path
     runs: int = 150
     seed: int = 0
+    workers: int = 1  # runs recorded at once, each in its own process (the files do not depend on it)
 
     def __post_init__(self):
         if self.runs < 1:
             raise ValueError(f"--runs: expected at least 1, got {self.runs}")
+        if self.workers < 1:
+            raise ValueError(f"--workers: expected at least 1, got {self.workers}")
         if self.seed < 0:
             raise ValueError(f"--seed: expected an integer >= 0, got {self.seed}")
 
@@ -138,21 +141,37 @@ def generate_trajectories(cfg: TrajectoryDataConfig) -> int:
                                                  indent=1))
     for stale in out.glob("run_*.tmp.npz"):
         stale.unlink()
-    start, written = time.perf_counter(), 0
+    jobs = []  # (run, case, path) still to record
     for run in range(cfg.runs):
         path = out / f"run_{run:05d}.npz"
         variants = families[paths[run % len(paths)]]
         case = variants[int(np.random.default_rng(np.random.SeedSequence([cfg.seed, run, 0])).integers(len(variants)))]
-        if path.is_file():
-            note = "done before"
-        else:
-            n = record_run(case, run, cfg, len(paths), path)
-            note = f"{case.name[:40]} ({n} actors)"
-        written += path.is_file()
-        rate = (run + 1) / max(time.perf_counter() - start, 1e-9)
-        print(f"\r[{run + 1}/{cfg.runs}] {rate:.2f} runs/s  {note:<60}", end="", file=sys.stderr, flush=True)
+        if not path.is_file():
+            jobs.append((case, run, cfg, len(paths), path))
+    start, done = time.perf_counter(), 0
+    for case, n in _record_all(jobs, cfg.workers):
+        done += 1
+        rate = done / max(time.perf_counter() - start, 1e-9)
+        note = f"{case.name[:40]} ({n} actors)"
+        print(f"\r[{cfg.runs - len(jobs) + done}/{cfg.runs}] {rate:.2f} runs/s  {note:<60}", end="", file=sys.stderr,
+              flush=True)
     print(file=sys.stderr)
-    return written
+    return sum((out / f"run_{run:05d}.npz").is_file() for run in range(cfg.runs))
+
+
+def _record_job(job) -> tuple:
+    return job[0], record_run(*job)
+
+
+def _record_all(jobs: list, workers: int):
+    """(case, actors recorded) for each job, in the order they finish when workers > 1."""
+    if workers <= 1 or len(jobs) <= 1:
+        yield from map(_record_job, jobs)
+        return
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
+        yield from pool.imap_unordered(_record_job, jobs)
 
 
 def run_files(root: str | Path) -> list[Path]:
@@ -179,7 +198,8 @@ def load_run(path: str | Path) -> RunRecord:
 
 def cmd_generate_trajectories(args) -> int:
     """`drivestack dataset generate --kind trajectories`."""
-    cfg = TrajectoryDataConfig(suite=args.suite, out=Path(args.out), runs=args.runs, seed=args.seed)
+    cfg = TrajectoryDataConfig(suite=args.suite, out=Path(args.out), runs=args.runs, seed=args.seed,
+                               workers=args.workers)
     n = generate_trajectories(cfg)
     print(f"{n} runs in {cfg.out}")
     return 0

@@ -250,7 +250,9 @@ def driving_direction_compliance(log: RunLog, road) -> MetricValue:
 
     Each step's rear-axle displacement is projected on the heading of the lane located at the
     step's start (road.locate without yaw, so a wrong-way ego finds the lane it is in, not the one
-    it points along); steps off every lane count zero. The largest negative sum over a window
+    it points along); steps off every lane count zero. Inside a junction the connectors overlap, and
+    a turn crosses the others: there the ego is judged against the connector it drives along (located
+    with its yaw), and only where none runs its way against the one it is on. The largest negative sum over a window
     scores: more than WRONG_WAY_FAIL m -> 0, more than WRONG_WAY_WARN m -> 0.5, else 1.
 
     Overtaking through the oncoming lane where its centre-side marking is dashed (passing allowed)
@@ -264,6 +266,10 @@ def driving_direction_compliance(log: RunLog, road) -> MetricValue:
         lane_id, s, _ = road.locate(xy[k], None)
         if lane_id < 0:
             continue
+        if road.lanes[lane_id].kind == "connector":
+            along_id, along_s, _ = road.locate(xy[k], float(log.ego[k, 2]))
+            if along_id >= 0 and road.lanes[along_id].kind == "connector":
+                lane_id, s = along_id, along_s
         lane = road.lanes[lane_id]
         heading = lane_heading(lane, s)
         step = (xy[k + 1, 0] - xy[k, 0]) * math.cos(heading) + (xy[k + 1, 1] - xy[k, 1]) * math.sin(heading)

@@ -6,7 +6,8 @@ move, then check": every actor decides its acceleration and steering from the
 same snapshot, then every actor moves, then boxes are checked for overlap.
 
 Road arrays (built once per scenario by sim.world.road_arrays):
-    pts (M, 2), ps (M,), start (L + 1,), width (L,), length (L,), left (L,), right (L,),
+    pts (M, 2), ps (M,), pk (M,) [1/m] curvature, kmax (L,) [1/m] each lane's sharpest curvature,
+    start (L + 1,), width (L,), length (L,), left (L,), right (L,),
     succ (L, 4), nsucc (L,), stop_s (L,) [nan: none], stop_light (L,) [-1: none],
     dead_end (L,) [1: lane ends and must be left, like an acceleration lane], aabb (L, 4)
 Lights: (NL, 4) green, yellow, red, offset [s].
@@ -46,6 +47,8 @@ LC_COOLDOWN = 3.0  # [s] after a lane change ends
 MAX_IDM_DECEL = 9.0  # [m/s^2]
 YELLOW_STOP_DECEL = 3.0  # [m/s^2] stop for yellow only if this suffices
 LANE_TOL = 2.0  # [m] lane-change checks count everything in the target lane, even actors still moving in
+CURVE_LAT_ACCEL = 3.5  # [m/s^2] drivers take bends and turns at no more lateral acceleration than this
+CURVE_BRAKE_FROM = 0.5  # braking for a bend starts once it needs this share of the comfortable deceleration
 
 
 @njit(cache=True)
@@ -337,7 +340,40 @@ def lane_follow_steer(F, I, routes, pts, ps, start, length, succ, nsucc, i, t):
 
 
 @njit(cache=True)
-def decide(F, I, routes, lights, pts, ps, start, length, left, right, succ, nsucc, stop_s, stop_light,
+def curve_decel(pk, kmax, ps, start, length, lane, nxt, s_centre, half_len, v, floor):
+    """[m/s^2] the deceleration an actor at s_centre on `lane` (then `nxt`) needs to take every bend
+    ahead at CURVE_LAT_ACCEL or less, bends that need less than `floor` not looked for (a point under
+    the car counts as 0.5 m ahead); and [m/s] the curve speed under the car (inf on a straight)."""
+    need, v_here = 0.0, np.inf
+    reach = v * v / (2.0 * max(floor, 0.1)) + 5.0  # bends farther than this need less than the floor
+    s_rear, s_front = s_centre - half_len, s_centre + half_len
+    for k in range(2):
+        l = lane if k == 0 else nxt
+        if l < 0:
+            break
+        if v * v * kmax[l] <= CURVE_LAT_ACCEL:
+            continue  # nothing on this lane is too sharp for the speed
+        offset = 0.0 if k == 0 else length[lane]  # lane l's s = 0 lies this far along `lane`
+        for p in range(start[l], start[l + 1]):
+            s_p = ps[p] + offset
+            if s_p < s_rear:
+                continue
+            d = s_p - s_front
+            if d > reach:
+                break
+            kappa = abs(pk[p])
+            if kappa < 1e-4:
+                continue
+            v_c2 = CURVE_LAT_ACCEL / kappa
+            if d <= 0.0:
+                v_here = min(v_here, np.sqrt(v_c2))
+            if v * v > v_c2:
+                need = max(need, (v * v - v_c2) / (2.0 * max(d, 0.5)))
+    return need, v_here
+
+
+@njit(cache=True)
+def decide(F, I, routes, lights, pts, ps, pk, kmax, start, length, left, right, succ, nsucc, stop_s, stop_light,
            dead_end, fs, fd, t, step, acc_out, steer_out):
     """Every lane-following actor's acceleration and steering command (MOBIL may switch its lane)."""
     n = F.shape[0]
@@ -365,6 +401,13 @@ def decide(F, I, routes, lights, pts, ps, start, length, left, right, succ, nsuc
                 if g_stop < gap:
                     gap, v_lead = max(g_stop, 0.1), 0.0
         acc = idm_of(F, i, v_lead, gap)
+        # bends and turns ahead: brake at the constant deceleration that reaches the curve speed in time
+        floor = CURVE_BRAKE_FROM * F[i, BCOMF]
+        need, v_here = curve_decel(pk, kmax, ps, start, length, lane, nxt, F[i, S], 0.5 * F[i, LEN], F[i, V], floor)
+        if need > floor:
+            acc = min(acc, -need)
+        elif F[i, V] >= v_here:  # on the bend: no faster than its curve speed
+            acc = min(acc, 0.0)
         # a scripted speed change: brake or accelerate at OV_ACC (never harder toward a leader than IDM says)
         if F[i, OV_ACC] != 0.0:
             if (F[i, OV_ACC] < 0.0 and F[i, V] <= F[i, OV_SPEED]) or (F[i, OV_ACC] > 0.0 and F[i, V] >= F[i, OV_SPEED]):
@@ -486,7 +529,7 @@ def actor_boxes(F, I, boxes, active):
 
 
 @njit(cache=True)
-def step_traffic(F, I, routes, path_xy, path_s, lights, pts, ps, start, length, left, right, succ, nsucc,
+def step_traffic(F, I, routes, path_xy, path_s, lights, pts, ps, pk, kmax, start, length, left, right, succ, nsucc,
                  stop_s, stop_light, dead_end, aabb, t, dt, step):
     """Act, move, check: one physics step. Returns the (M, 2) overlapping actor pairs after moving."""
     n, L = F.shape[0], length.shape[0]
@@ -495,7 +538,7 @@ def step_traffic(F, I, routes, path_xy, path_s, lights, pts, ps, start, length, 
     free_projections(F, I, pts, ps, start, aabb, fs, fd)
     acc_cmd = np.zeros(n)
     steer_cmd = np.zeros(n)
-    decide(F, I, routes, lights, pts, ps, start, length, left, right, succ, nsucc, stop_s, stop_light,
+    decide(F, I, routes, lights, pts, ps, pk, kmax, start, length, left, right, succ, nsucc, stop_s, stop_light,
            dead_end, fs, fd, t, step, acc_cmd, steer_cmd)
     move(F, I, routes, path_xy, path_s, pts, ps, start, length, succ, nsucc, acc_cmd, steer_cmd, t, dt)
     boxes = np.empty((n, 5))

@@ -34,6 +34,8 @@ class RoadArrays:
 
     pts: np.ndarray
     ps: np.ndarray
+    pk: np.ndarray  # (M,) [1/m] curvature at each point
+    kmax: np.ndarray  # (L,) [1/m] each lane's largest |curvature|
     start: np.ndarray
     width: np.ndarray
     length: np.ndarray
@@ -69,6 +71,8 @@ def road_arrays(road) -> RoadArrays:
     return RoadArrays(
         pts=np.concatenate([lane.xy for lane in lanes]).astype(np.float64),
         ps=np.concatenate([lane.s for lane in lanes]).astype(np.float64),
+        pk=np.concatenate([lane.kappa for lane in lanes]).astype(np.float64),
+        kmax=np.array([float(np.abs(lane.kappa).max()) for lane in lanes]),
         start=start,
         width=np.array([lane.width for lane in lanes]),
         length=np.array([lane.length for lane in lanes]),
@@ -290,7 +294,7 @@ class World:
         """Fire due events, then act, move and check every actor over one dt."""
         self._fire_events()
         a = self.arrays
-        pairs = tk.step_traffic(self.F, self.I, self.routes, self.path_xy, self.path_s, self.lights, a.pts, a.ps,
+        pairs = tk.step_traffic(self.F, self.I, self.routes, self.path_xy, self.path_s, self.lights, a.pts, a.ps, a.pk, a.kmax,
                                 a.start, a.length, a.left, a.right, a.succ, a.nsucc, a.stop_s, a.stop_light,
                                 a.dead_end, a.aabb, self.t, self.dt, self.step_index)
         self.step_index += 1

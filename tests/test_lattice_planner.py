@@ -60,6 +60,66 @@ def test_yields_to_oncoming_traffic_before_turning_left():
     assert first[k_enter] < -3.0
 
 
+def test_the_left_turn_yield_reads_the_predicted_modes():
+    """Waiting to turn left from the inner lane of a two-lane junction: an oncoming car in the kerb lane
+    holds the ego when it is predicted to go straight on across the turn, not when it is predicted to turn
+    right into the lane beside the ego's exit; a car the prediction does not cover holds it as before
+    (time to the turn at its speed)."""
+    from planning.behaviour import left_turn_walls
+    from sim.types import EgoState, Prediction
+
+    world = World(Scenario.model_validate({
+        "name": "left", "duration": 10,
+        "road": {"preset": "intersection", "params": {"lanes_per_direction": 2, "arm_length": 150}},
+        "ego": {"lane": "s_in_1", "s": 130, "speed": 5, "route": ["s_in_1", "s_in_1>w_out_1", "w_out_1"],
+                "goal": {"lane": "w_out_1", "s": 40}}}), 0)
+    road, route = world.road, ego_route(world)
+    ego = EgoState(x=float(route.xy[0, 0]), y=float(route.xy[0, 1]), yaw=np.pi / 2, v=5.0, a=0.0, steer=0.0, t=0.0)
+    # the oncoming car 20 m before the junction box, slowing at 6 m/s
+    lane = road.lane("n_in_0")
+    x, y = lane.xy[np.searchsorted(lane.s, lane.length - 20.0)]
+    car = TrackedObject(id=7, cls=CAR, x=float(x), y=float(y), yaw=-np.pi / 2, vx=0.0, vy=-6.0, length=4.6, width=1.9)
+
+    def along(names, speed=6.0):
+        path = np.concatenate([road.lane(n).xy for n in names])
+        arc = np.r_[0.0, np.cumsum(np.hypot(*np.diff(path, axis=0).T))]
+        start = np.argmin(np.hypot(*(path - [x, y]).T))
+        s = arc[start] + speed * 0.1 * np.arange(1, 81)
+        return np.column_stack([np.interp(s, arc, path[:, 0]), np.interp(s, arc, path[:, 1])])
+
+    def walls(modes, prob, obj=car, ids=(7,)):
+        pred = Prediction(agent_ids=np.array(ids), xy=np.stack(modes)[None], prob=np.array([prob]), dt=0.1, t0=0.0,
+                          length=np.array([4.6]), width=np.array([1.9]), yaw=np.zeros((1, len(modes), 80)))
+        inp = PlannerInput(ego, PerceptionOutput(t=0.0, objects=(obj,)), pred, route, road)
+        return [w.reason for w in left_turn_walls(inp, 0.0, 3.8)]
+
+    right = along(["n_in_0", "n_in_0>w_out_0", "w_out_0"])
+    straight = along(["n_in_0", "n_in_0>s_out_0", "s_out_0"])
+    assert walls([right], [1.0]) == []
+    assert walls([straight], [1.0]) == ["yield_left_turn"]
+    assert walls([right, straight], [0.92, 0.08]) == []  # a small hedge alone does not hold the ego
+    assert walls([right, straight], [0.8, 0.2]) == ["yield_left_turn"]
+    assert walls([right], [1.0], ids=(8,)) == ["yield_left_turn"]  # not predicted: 20 m at 6 m/s is 3.3 s
+
+
+def test_the_learned_predictor_turns_left_in_front_of_cars_turning_away():
+    """unprotected_left_turners: the kerb lane's cars slow down to turn right, beside the ego's exit. The
+    learned predictor sees the turn coming and the ego turns before the green ends, after the straight car;
+    the map-aware baseline predicts them going straight on and the ego waits until the light is red."""
+    case = next(c for c in load_cases([str(next(shipped_suites_dir().glob("*/unprotected_left_turners.yaml")))],
+                                      sweep=True)[0] if c.variant == {"actors.straight_2.s": 90,
+                                                                       "actors.right_1.s": 140,
+                                                                       "lights.0.green": 20})
+    results = {}
+    for predictor in ("baseline", "learned"):
+        world = World(case.scenario, 0)
+        log = run_closed_loop(world, make_stack(world, "lattice", predictor=predictor), ego_route(world))
+        results[predictor] = compute_metrics(log, world.road).metrics
+    assert results["learned"]["progress"] == 1.0 and results["learned"]["collisions"] == 0
+    assert results["learned"]["min_ttc"] > 0.95
+    assert results["baseline"]["progress"] < 0.9 and results["baseline"]["collisions"] == 0
+
+
 def test_yields_to_pedestrians_on_the_crosswalk_and_the_stepping_out_pedestrian():
     for name in ("right_turn_pedestrians", "pedestrian_behind_parked_car"):
         world, route, log, result = drive(shipped(name))

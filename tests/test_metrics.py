@@ -11,6 +11,7 @@ from scenarios.metrics import (
     MAX_OVERSPEED,
     WEIGHTS,
     compute_metrics,
+    driving_direction_compliance,
     route_progress,
     time_to_collision,
     time_to_collision_reference,
@@ -42,6 +43,7 @@ class FakeLane:
     speed_limit: float
     left_opposite: int = -1
     left_marking: str = "solid_white"
+    kind: str = "driving"
 
 
 @dataclass(frozen=True)
@@ -313,6 +315,23 @@ def test_driving_the_right_way_in_the_other_lane_direction_complies():
     t = times(3.0)
     result = compute_metrics(make_log(straight_ego(np.full(len(t), 10.0), x0=150.0, y=1.75, yaw=math.pi)), ROAD)
     assert result.metrics["driving_direction_compliance"] == 1.0
+
+
+def test_a_left_turn_across_a_two_lane_junction_is_not_wrong_way():
+    """The inner left turn crosses the other arms' connectors, where they overlap; the ego is judged against
+    the connector it follows, even a metre off its centre. Driving that connector backwards still fails."""
+    from sim.presets import build_road
+
+    road = build_road("intersection", {"lanes_per_direction": 2})
+    lane = road.lane("s_in_1>w_out_1")
+    dist = np.arange(0.0, lane.length, 4.0 * DT)  # 4 m/s
+    yaw = np.interp(dist, lane.s, lane.heading)
+    x = np.interp(dist, lane.s, lane.xy[:, 0]) + np.sin(yaw)  # a metre right of the centre
+    y = np.interp(dist, lane.s, lane.xy[:, 1]) - np.cos(yaw)
+    ego = np.column_stack([x, y, yaw, np.full_like(x, 4.0), np.zeros_like(x), np.zeros_like(x)])
+    assert driving_direction_compliance(make_log(ego, route_xy=lane.xy), road).value == 1.0
+    backwards = np.column_stack([x[::-1], y[::-1], yaw[::-1] + math.pi, ego[:, 3:]])
+    assert driving_direction_compliance(make_log(backwards, route_xy=lane.xy[::-1]), road).value < 1.0
 
 
 # ----------------------------------------------------------------------------------------------

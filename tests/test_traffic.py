@@ -161,3 +161,33 @@ def test_same_seed_same_trace_bit_for_bit_and_seed_matters():
     a, b, c = trace(7), trace(7), trace(8)
     assert np.array_equal(a, b)
     assert a.shape != c.shape or not np.array_equal(a, c)
+
+
+def test_turning_traffic_slows_for_the_turn_and_straight_traffic_does_not():
+    """A car turning right at a junction brakes to the turn's curve speed before it, gently; one going
+    straight on keeps its speed through the junction."""
+    def drive(route_to: str) -> tuple[float, float, float]:
+        w = World(Scenario.model_validate({
+            "name": "turn", "duration": 60,
+            "road": {"preset": "intersection", "params": {"lanes_per_direction": 2}},
+            "ego": {"lane": "w_in_0", "s": 10, "speed": 0, "goal": {"lane": "w_in_0", "s": 20}},
+            "lights": [{"name": "ns", "green": 60}],
+            "actors": [{"id": "car", "lane": "n_in_0", "s": 60, "speed": 12,
+                        "route": ["n_in_0", f"n_in_0>{route_to}", route_to]}],
+        }), 0)
+        i = row(w, "car")
+        turn = w.road.lane(f"n_in_0>{route_to}")
+        on_turn, decel = [], 0.0
+        while w.road.lanes[w.I[i, tk.LANE]].name != route_to:
+            v = w.F[i, tk.V]
+            run(w, 0.1)
+            decel = max(decel, (v - w.F[i, tk.V]) / 0.1)
+            if w.I[i, tk.LANE] == turn.id:
+                on_turn.append(w.F[i, tk.V] ** 2 * float(np.abs(turn.kappa).max()))
+        return max(on_turn), decel, float(w.F[i, tk.V])
+
+    lat, decel, _ = drive("w_out_0")  # right turn, radius about 5 m
+    assert lat <= tk.CURVE_LAT_ACCEL + 0.3  # the sharpest point taken at the curve speed, at most
+    assert decel <= 2.5  # braked for it at a comfortable rate, not at the last moment
+    lat, decel, v = drive("s_out_0")  # straight on
+    assert lat == 0.0 and decel < 0.1 and v > 11.5

@@ -331,6 +331,8 @@ def add_dataset_parser(sub) -> None:
     g.add_argument("--out", required=True, help="dataset folder (re-running resumes it)")
     g.add_argument("--seed", type=int, default=0, help="base seed; shard k uses SeedSequence([seed, k])")
     g.add_argument("--frames-per-shard", type=int, default=20)
+    g.add_argument("--workers", type=int, default=1,
+                   help="runs recorded at once, one process each (--kind trajectories; the files do not depend on it)")
     g.add_argument("--every", type=float, default=0.5, help="[s] simulated time between frames")
 
     def generate_kind(args) -> int:
