@@ -141,7 +141,7 @@ def generate_trajectories(cfg: TrajectoryDataConfig) -> int:
                                                  indent=1))
     for stale in out.glob("run_*.tmp.npz"):
         stale.unlink()
-    jobs = []  # (run, case, path) still to record
+    jobs = []  # record_run's arguments (case, run, cfg, families, path) for the runs still to record
     for run in range(cfg.runs):
         path = out / f"run_{run:05d}.npz"
         variants = families[paths[run % len(paths)]]

@@ -252,8 +252,8 @@ def driving_direction_compliance(log: RunLog, road) -> MetricValue:
     step's start (road.locate without yaw, so a wrong-way ego finds the lane it is in, not the one
     it points along); steps off every lane count zero. Inside a junction the connectors overlap, and
     a turn crosses the others: there the ego is judged against the connector it drives along (located
-    with its yaw), and only where none runs its way against the one it is on. The largest negative sum over a window
-    scores: more than WRONG_WAY_FAIL m -> 0, more than WRONG_WAY_WARN m -> 0.5, else 1.
+    with its yaw), and only where none runs its way against the one it is on. The largest negative
+    sum over a window scores: more than WRONG_WAY_FAIL m -> 0, more than WRONG_WAY_WARN m -> 0.5, else 1.
 
     Overtaking through the oncoming lane where its centre-side marking is dashed (passing allowed)
     is not wrong-way driving; its length is reported as "oncoming_lane_distance".

@@ -354,10 +354,9 @@ def curve_decel(pk, kmax, ps, start, length, lane, nxt, s_centre, half_len, v, f
         if v * v * kmax[l] <= CURVE_LAT_ACCEL:
             continue  # nothing on this lane is too sharp for the speed
         offset = 0.0 if k == 0 else length[lane]  # lane l's s = 0 lies this far along `lane`
-        for p in range(start[l], start[l + 1]):
+        first = start[l] + np.searchsorted(ps[start[l]:start[l + 1]], s_rear - offset)  # the car's rear on
+        for p in range(first, start[l + 1]):
             s_p = ps[p] + offset
-            if s_p < s_rear:
-                continue
             d = s_p - s_front
             if d > reach:
                 break
