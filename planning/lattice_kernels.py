@@ -893,6 +893,48 @@ def collisions(
     return prob, clearance
 
 
+@njit(cache=True)
+def braking_branches(x, y, yaw, v, a, rows, k_react, decel, jerk, dt, out):
+    """The listed candidates as contingency plans: each followed for its first k_react samples, then
+    braked along its own path, the acceleration falling from the candidate's at jerk [m/s^3] to -decel
+    [m/s^2], to a stop (never ahead of where the candidate itself is). out (4, C, N) gets x, y, cos(yaw),
+    sin(yaw) of those rows; the other rows are left as they are.
+    """
+    n_t = x.shape[1]
+    k0 = min(k_react, n_t - 1)
+    arc = np.empty(n_t)
+    for r in range(rows.shape[0]):
+        c = rows[r]
+        arc[0] = 0.0
+        for t in range(1, n_t):
+            arc[t] = arc[t - 1] + math.hypot(x[c, t] - x[c, t - 1], y[c, t] - y[c, t - 1])
+        s_b = arc[k0]
+        v_b = max(v[c, k0], 0.0)
+        acc = a[c, k0]
+        j = k0
+        for t in range(n_t):
+            if t > k0:
+                acc = max(acc - jerk * dt, -decel)
+                v_next = max(v_b + acc * dt, 0.0)
+                s_b += 0.5 * (v_b + v_next) * dt
+                v_b = v_next
+            s = min(s_b, arc[t]) if t > k0 else arc[t]
+            if s >= arc[t]:
+                px, py, th = x[c, t], y[c, t], yaw[c, t]
+            else:
+                while j + 1 < t and arc[j + 1] <= s:
+                    j += 1
+                seg = arc[j + 1] - arc[j]
+                u = (s - arc[j]) / seg if seg > 1e-9 else 0.0
+                px = x[c, j] + u * (x[c, j + 1] - x[c, j])
+                py = y[c, j] + u * (y[c, j + 1] - y[c, j])
+                th = yaw[c, j] + u * _wrap(yaw[c, j + 1] - yaw[c, j])
+            out[0, c, t] = px
+            out[1, c, t] = py
+            out[2, c, t] = math.cos(th)
+            out[3, c, t] = math.sin(th)
+
+
 # ---------------------------------------------------------------------------
 # Kernel 5: cost
 # ---------------------------------------------------------------------------
@@ -1046,6 +1088,22 @@ def check_collisions(cart: Cartesian, active: np.ndarray, agents: Agents, params
         p.ego_length, p.ego_width, p.ego_rear_to_centre, p.clearance_cap,
     )
     return Collisions(*out)
+
+
+def contingency_collisions(cart: Cartesian, rows: np.ndarray, agents: Agents, params: PlannerParams, delay: float,
+                           decel: float, jerk: float, dt: float) -> Collisions:
+    """Collisions of the candidates `rows` as contingency plans (braking_branches: followed for `delay` [s],
+    then braked to `decel` [m/s^2] at `jerk` [m/s^3]) against the agents' modes; the other candidates are not
+    checked (NaN)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    out = np.empty((4,) + cart.x.shape)
+    braking_branches(cart.x, cart.y, cart.yaw, cart.v, cart.a, rows, int(round(delay / dt)), decel, jerk, dt, out)
+    active = np.zeros(cart.x.shape[0], dtype=np.bool_)
+    active[rows] = True
+    p = params
+    coll = collisions(out[0], out[1], out[2], out[3], active, agents.pose, agents.prob, agents.length, agents.width,
+                      agents.margin, p.ego_length, p.ego_width, p.ego_rear_to_centre, p.clearance_cap)
+    return Collisions(*coll)
 
 
 def cost(

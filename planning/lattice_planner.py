@@ -3,12 +3,14 @@
 Each cycle reads like the method: take a window of the route as the reference
 line, start from the previous plan where the car is on it (stitching), let the
 behaviour layer set the targets and the corridor, sample the lattice, convert,
-check, collide against every predicted mode, cost, pick. When nothing is safe,
-brake to a stop along the lane (minimal-risk manoeuvre).
+check, collide against every predicted mode, cost, pick. A vehicle's stop mode
+weighs on the cost like any mode but is held against the safety cap only when
+the car could not brake behind it (capped_prob). When nothing is safe, brake to
+a stop along the lane (minimal-risk manoeuvre).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -35,6 +37,14 @@ class LatticeConfig:
     margin_vru: float = 0.8  # [m] around pedestrians and cyclists
     max_collision_prob: float = 0.15  # candidates hitting likelier modes are rejected
     collision_weight: float = 400.0  # cost per unit of collision probability below that
+    # a vehicle's stop mode (Prediction.stop_mode) is a contingency the car would answer by braking: against
+    # max_collision_prob it counts only if the plan, followed for contingency_delay and then braked along its
+    # path (the deceleration building up at contingency_jerk to contingency_decel), still meets it. Its cost
+    # (collision_weight) counts in full
+    contingency: bool = True  # False: stop modes count against the cap like any other mode
+    contingency_delay: float = 0.5  # [s]
+    contingency_decel: float = 3.0  # [m/s^2] within the comfort bounds
+    contingency_jerk: float = 3.5  # [m/s^3] within them too
     a_min: float = -6.0  # [m/s^2]
     a_max: float = 2.2  # [m/s^2]
     a_lat_max: float = 3.0  # [m/s^2]
@@ -107,6 +117,7 @@ class Surroundings:
     lead: lk.Lead | None  # the nearest vehicle ahead in the ego's corridor
     v_cap: float  # [m/s] from slower vehicles just ahead in the neighbouring lanes and parked cars beside the lane
     oncoming: tuple[tuple[float, float], ...]  # (s [m], speed toward the ego [m/s]) in the lane on the left
+    stop_mode: np.ndarray  # (rows of agents,) each vehicle's stop mode (a contingency), -1 for none and for walls
 
 
 @dataclass
@@ -153,7 +164,8 @@ class LatticePlanner:
                                  self.params)
         oncoming_left = self._oncoming_side(inp, float(ego_s))
         allowance = self.pass_allowance(inp, start, lead, lane_width, around.oncoming) if oncoming_left else np.inf
-        index = self.pick(result, oncoming_left, lane_width, lead, allowance, around.v_cap)
+        capped = self.capped_prob(result, around.agents, around.stop_mode)
+        index = self.pick(result, oncoming_left, lane_width, lead, allowance, around.v_cap, capped)
         self.last_result = result
         if index < 0:
             self.behaviour = "minimal_risk_stop"
@@ -209,7 +221,7 @@ class LatticePlanner:
         """Predicted agents as poses at the planner's sample times, plus the virtual walls; and the lead."""
         cfg, pred = self.config, inp.prediction
         objects = {o.id: o for o in inp.perception.objects}
-        poses, probs, lengths, widths, margins = [], [], [], [], []
+        poses, probs, lengths, widths, margins, stops = [], [], [], [], [], []
         lead, lead_s = None, np.inf
         v_cap, oncoming = np.inf, []
         if len(pred.agent_ids):
@@ -237,6 +249,7 @@ class LatticePlanner:
             lengths.append(pred.length[a])
             widths.append(pred.width[a])
             margins.append(cfg.margin_vru if obj.cls in VULNERABLE else cfg.margin_vehicle)
+            stops.append(-1 if obj.cls in VULNERABLE else int(pred.stop_mode[a]))
             speed_along = obj.vx * np.cos(np.interp(s_now[a], ref.s, ref.heading)) + \
                 obj.vy * np.sin(np.interp(s_now[a], ref.s, ref.heading))
             rear = s_now[a] - 0.5 * obj.length
@@ -263,6 +276,7 @@ class LatticePlanner:
             lengths.append(WALL_LENGTH)
             widths.append(3.0 * lane_width)
             margins.append(0.0)
+            stops.append(-1)
         if poses:
             poses = [np.concatenate([p, np.repeat(p[-1:], K - p.shape[0], axis=0)]) if p.shape[0] < K else p
                      for p in poses]
@@ -271,7 +285,7 @@ class LatticePlanner:
                                width=np.array(widths), margin=np.array(margins))
         else:
             agents = lk.Agents.none(N_SAMPLES)
-        return Surroundings(agents, lead, float(v_cap), tuple(oncoming))
+        return Surroundings(agents, lead, float(v_cap), tuple(oncoming), np.array(stops, dtype=np.int64))
 
     def sampling_grid(self, start: lk.FrenetState, decision: Decision, lead: lk.Lead | None,
                       lane_width: float, v_cap: float = np.inf) -> lk.SamplingGrid:
@@ -332,8 +346,38 @@ class LatticePlanner:
             return cfg.nudge_intrusion
         return np.inf if clear_of_unseen else cfg.pass_intrusion_unseen
 
+    def capped_prob(self, result: lk.LatticeResult, agents: lk.Agents, stop_mode: np.ndarray) -> np.ndarray:
+        """(C,) the collision probability held against max_collision_prob.
+
+        A vehicle braking to a stop ahead is a contingency, not a fate: a plan that meets a stop
+        mode is judged as its contingency plan, followed for contingency_delay and then braked
+        along its path at up to contingency_decel (an RSS-style reaction), which must keep clear of that
+        mode. Other modes count as they are. Only candidates the plain check puts over the cap and
+        that discounting their stop modes could bring under it are checked again.
+        """
+        cfg = self.config
+        prob = np.nan_to_num(result.collisions.prob, nan=1.0)
+        rows = np.flatnonzero(stop_mode >= 0)
+        if not cfg.contingency or len(rows) == 0:
+            return prob
+        contingent = np.zeros(agents.prob.shape, dtype=bool)
+        contingent[rows, stop_mode[rows]] = True
+        p_stop = np.where(contingent, agents.prob, 0.0)
+        over = result.feasibility.feasible & (prob > cfg.max_collision_prob)
+        over &= prob - p_stop.sum() <= cfg.max_collision_prob
+        if not np.any(over):
+            return prob
+        firm = lk.check_collisions(result.cartesian, over, replace(agents, prob=agents.prob - p_stop), self.params)
+        branch = lk.contingency_collisions(result.cartesian, np.flatnonzero(over), replace(agents, prob=p_stop),
+                                           self.params, cfg.contingency_delay, cfg.contingency_decel,
+                                           cfg.contingency_jerk, DT)
+        out = prob.copy()
+        out[over] = firm.prob[over] + branch.prob[over]
+        return out
+
     def pick(self, result: lk.LatticeResult, oncoming_left: bool = False, lane_width: float = 3.5,
-             lead: lk.Lead | None = None, allowance: float = np.inf, v_cap: float = np.inf) -> int:
+             lead: lk.Lead | None = None, allowance: float = np.inf, v_cap: float = np.inf,
+             capped: np.ndarray | None = None) -> int:
         """Lowest cost among feasible candidates whose collision probability stays small, weighted by it.
 
         Candidates within the comfort bounds (longitudinal jerk and acceleration) are preferred;
@@ -346,10 +390,13 @@ class LatticePlanner:
         others remain (creeping up slowly counts too): the car keeps room to pull out around it; when
         it is already closer (a pass given up), the plans that stop soonest.
         A speed cap from the surroundings (parked cars, slower neighbours) is met at cap_decel.
+        `capped` (C,) is the collision probability held against the cap (capped_prob), by default
+        the plain one.
         """
         cfg = self.config
         prob = np.nan_to_num(result.collisions.prob, nan=1.0)
-        ok = result.feasibility.feasible & (prob <= cfg.max_collision_prob) & np.isfinite(result.costs.total)
+        capped = prob if capped is None else capped
+        ok = result.feasibility.feasible & (capped <= cfg.max_collision_prob) & np.isfinite(result.costs.total)
         if not np.any(ok):
             return -1
         lat, lon = result.lattice.lat, result.lattice.lon

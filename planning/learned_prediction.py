@@ -46,6 +46,7 @@ SPEED_SCALE = 10.0  # [m/s]
 STOP_DECEL = 3.0  # [m/s^2] stop modes
 STANDING_SPEED = 0.5  # [m/s] below this a vehicle counts as standing
 VRU_STOP_PROB = 0.25  # the fallback's stop-mode probability
+FALLBACK_STOP = 1  # the fallback's stop mode
 CHANGE_REACH = 1.75  # [m] a mode ending this near a neighbour lane's centreline already predicts the change
 
 HIST_FEATURES = 2 * (HISTORY + 1) + 1  # positions, then the number of real history steps / HISTORY
@@ -516,10 +517,12 @@ class LearnedPredictor:
         cls = np.array([o.cls for o in objs], dtype=np.int64)
         xy = np.zeros((A, MODES, steps, 2))
         prob = np.zeros((A, MODES))
+        stop_mode = np.full(A, FALLBACK_STOP)
         learned = np.flatnonzero(np.isin(cls, MODELLED) & ~self._parked(pos, yaw, vel))
         fallback = np.setdiff1d(np.arange(A), learned)
         if len(learned):
-            xy[learned], prob[learned] = self._learned_modes(objs, learned, pos, vel, yaw, cls, perception, tau)
+            xy[learned], prob[learned], stop_mode[learned] = self._learned_modes(objs, learned, pos, vel, yaw, cls,
+                                                                                perception, tau)
         if len(fallback):
             xy[fallback], prob[fallback] = self._fallback_modes(pos[fallback], vel[fallback], tau)
         prob = keep_likeliest(prob, np.array([o.relevance for o in objs]), self.hedge.relevance_floor)
@@ -527,7 +530,7 @@ class LearnedPredictor:
         return Prediction(agent_ids=np.array([o.id for o in objs], dtype=np.int64), xy=xy, prob=prob, dt=float(dt),
                           t0=t0, length=np.array([o.length for o in objs], dtype=np.float64),
                           width=np.array([o.width for o in objs], dtype=np.float64),
-                          yaw=_headings(xy, pos, heading0))
+                          yaw=_headings(xy, pos, heading0), stop_mode=stop_mode)
 
     def _parked(self, pos: np.ndarray, yaw: np.ndarray, vel: np.ndarray) -> np.ndarray:
         """(A,) bool: standing on a parking lane or off the lanes; such vehicles are predicted to stay."""
@@ -562,7 +565,8 @@ class LearnedPredictor:
         prob /= prob.sum(axis=1, keepdims=True)
         speed = np.hypot(vel[rows, 0], vel[rows, 1])
         xy, prob, stop_slot = self._with_stop_mode(xy, prob, pos[rows], speed, tau)
-        return self._with_change_modes(xy, prob, pos[rows], speed, paths, tau, stop_slot)
+        xy, prob = self._with_change_modes(xy, prob, pos[rows], speed, paths, tau, stop_slot)
+        return xy, prob, stop_slot
 
     def _smoothed(self, ids: list[int], prob: np.ndarray) -> np.ndarray:
         """Mode probabilities averaged with the previous cycle's (by mode index) so they do not flicker."""
@@ -640,14 +644,15 @@ class LearnedPredictor:
 
     @staticmethod
     def _fallback_modes(pos, vel, tau):
-        """Constant velocity (mode 0) and a stop (mode 1); the other modes copy mode 0 at probability zero."""
+        """Constant velocity (mode 0) and a stop (mode FALLBACK_STOP); the other modes copy mode 0 at
+        probability zero."""
         A = len(pos)
         v = np.hypot(vel[:, 0], vel[:, 1])
         direction = vel / np.maximum(v, 1e-9)[:, None]
         xy = np.repeat((pos[:, None, :] + tau[None, :, None] * vel[:, None, :])[:, None], MODES, axis=1)
-        xy[:, 1] = pos[:, None, :] + _stop_distance(v, tau)[:, :, None] * direction[:, None, :]
+        xy[:, FALLBACK_STOP] = pos[:, None, :] + _stop_distance(v, tau)[:, :, None] * direction[:, None, :]
         prob = np.zeros((A, MODES))
-        prob[:, 0], prob[:, 1] = 1.0 - VRU_STOP_PROB, VRU_STOP_PROB
+        prob[:, 0], prob[:, FALLBACK_STOP] = 1.0 - VRU_STOP_PROB, VRU_STOP_PROB
         return xy, prob
 
 

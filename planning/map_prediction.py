@@ -114,7 +114,8 @@ class MapAwarePredictor:
         prob = keep_likeliest(prob, np.array([o.relevance for o in objs]), self.config.relevance_floor)
         return Prediction(agent_ids=np.array([o.id for o in objs], dtype=np.int64), xy=xy, prob=prob, dt=float(dt),
                           t0=float(perception.t), length=np.array([o.length for o in objs]),
-                          width=np.array([o.width for o in objs]), yaw=yaw)
+                          width=np.array([o.width for o in objs]), yaw=yaw,
+                          stop_mode=np.full(A, MODES.index("stop")))
 
     def _stop_distance(self, v, tau):
         t_stop = v / self.config.stop_decel

@@ -129,10 +129,20 @@ class Prediction:
     length: np.ndarray  # (A,) [m]
     width: np.ndarray  # (A,) [m]
     yaw: np.ndarray  # (A, K, T) [rad]
+    # (A,) int: each agent's mode that brakes to a stop along its likeliest path, -1 for none. The planner
+    # treats it as a contingency (it would brake too); None: no agent has one
+    stop_mode: np.ndarray | None = None
 
     def __post_init__(self):
         _freeze_fields(self, ("xy", "prob", "length", "width", "yaw"))
         object.__setattr__(self, "agent_ids", frozen_array(self.agent_ids, np.int64))
+        if self.stop_mode is None:
+            object.__setattr__(self, "stop_mode", frozen_array(np.full(len(self.agent_ids), -1), np.int64))
+        else:
+            object.__setattr__(self, "stop_mode", frozen_array(self.stop_mode, np.int64))
+            if self.stop_mode.shape != self.agent_ids.shape or np.any(self.stop_mode >= self.prob.shape[1]):
+                raise ValueError(f"Prediction.stop_mode: expected one mode index (or -1) per agent, "
+                                 f"{self.agent_ids.shape}, got {self.stop_mode.tolist()}")
 
 
 class Planner(Protocol):

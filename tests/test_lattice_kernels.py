@@ -352,6 +352,60 @@ def test_candidate_driving_into_a_stationary_agent_collides_with_that_modes_prob
     assert coll_ref.prob[0] == pytest.approx(0.7)
 
 
+def test_braking_branches_follow_the_candidate_then_brake_along_its_path():
+    rng = np.random.default_rng(5)
+    reference = curvy_reference(rng)
+    start = FrenetState(s=5.0, s_dot=15.0, s_ddot=0.0, d=0.0, d_dot=0.0, d_ddot=0.0)
+    grid = SamplingGrid(d_end=[-LANE, 0.0, LANE], t_end=[4.0], v_target=[15.0, 0.0], v_desired=15.0)
+    params = PlannerParams()
+    cart = nb.to_cartesian(reference, nb.sample_paths(start, grid, params))
+    n_c, n_t = cart.x.shape
+    out = np.full((4, n_c, n_t), np.nan)
+    rows = np.arange(n_c)
+    nb.braking_branches(cart.x, cart.y, cart.yaw, cart.v, cart.a, rows, 5, 3.0, 3.5, 0.1, out)
+    for c in range(n_c):
+        arc = np.r_[0.0, np.cumsum(np.hypot(np.diff(cart.x[c]), np.diff(cart.y[c])))]
+        # the branch's own distance: the acceleration ramps from the candidate's at 0.5 s down to -3 m/s^2
+        acc = np.maximum(cart.a[c, 5] - 3.5 * 0.1 * np.arange(1, n_t - 5), -3.0)
+        speed = np.empty(n_t - 5)
+        speed[0] = cart.v[c, 5]
+        for k, a_k in enumerate(acc):
+            speed[k + 1] = max(speed[k] + 0.1 * a_k, 0.0)
+        braked = arc[5] + np.r_[0.0, np.cumsum(0.05 * (speed[1:] + speed[:-1]))]
+        want = np.minimum(arc, np.r_[arc[:5], braked])
+        np.testing.assert_allclose(out[0, c], np.interp(want, arc, cart.x[c]), atol=1e-6)
+        np.testing.assert_allclose(out[1, c], np.interp(want, arc, cart.y[c]), atol=1e-6)
+        np.testing.assert_allclose(out[0, c, :6], cart.x[c, :6])  # the shared start
+        np.testing.assert_allclose(np.hypot(out[2, c], out[3, c]), 1.0)
+        if cart.v[c, -1] > 10.0:  # a plan keeping its speed: the branch falls behind it and stops
+            assert arc[-1] - want[-1] > 20.0 and want[-1] == pytest.approx(want[-10])
+
+
+def test_a_braking_lead_is_a_contingency_only_when_the_car_could_stop_behind_it():
+    """A car 20 m/s on a straight line, a lead at the same speed braking to a stop at 3 m/s^2: the plan
+    that keeps its speed meets the stop mode, but its contingency plan (after 0.5 s, braking that builds
+    up at 3.5 m/s^3 to 3 m/s^2, in all about 0.9 s behind the lead's) stays clear when the gap is 25 m, not
+    when it is 10 m."""
+    s = np.arange(0.0, 301.0)
+    reference = ReferenceLine(xy=np.stack([s, np.zeros_like(s)], axis=1), s=s, heading=np.zeros_like(s),
+                              kappa=np.zeros_like(s))
+    start = FrenetState(s=0.0, s_dot=20.0, s_ddot=0.0, d=0.0, d_dot=0.0, d_ddot=0.0)
+    params = PlannerParams()
+    cart = nb.to_cartesian(reference, nb.sample_paths(start, SamplingGrid(d_end=[0.0], t_end=[5.0],
+                                                                             v_target=[20.0], v_desired=20.0), params))
+    t = 0.1 * np.arange(81)
+    stop = 20.0 * np.minimum(t, 20.0 / 3.0) - 1.5 * np.minimum(t, 20.0 / 3.0) ** 2
+    for gap, hit in ((25.0, 0.0), (10.0, 1.0)):
+        centre = params.ego_front + gap + 2.25  # the lead's rear `gap` ahead of the ego's front
+        pose = np.zeros((1, 1, 81, 3))
+        pose[0, 0, :, 0] = centre + stop
+        agents = Agents(pose=pose, prob=np.array([[1.0]]), length=np.array([4.5]), width=np.array([1.8]))
+        assert nb.check_collisions(cart, np.ones(1, bool), agents, params).prob[0] == 1.0
+        branch = nb.contingency_collisions(cart, np.array([0]), agents, params, delay=0.5, decel=3.0, jerk=3.5,
+                                           dt=0.1)
+        assert branch.prob[0] == hit, gap
+
+
 # ---------------------------------------------------------------------------
 # Cost and pick
 # ---------------------------------------------------------------------------

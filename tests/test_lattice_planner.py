@@ -120,6 +120,25 @@ def test_the_learned_predictor_turns_left_in_front_of_cars_turning_away():
     assert results["baseline"]["progress"] < 0.9 and results["baseline"]["collisions"] == 0
 
 
+def test_the_learned_predictor_sees_ramp_traffic_merging_in_ahead():
+    """ramp_merge_ahead: a car accelerating along the acceleration lane merges in ahead of the ego. The
+    map-aware baseline predicts it keeping its lane until it moves sideways, and the ego brakes late, past the
+    comfort bounds; the learned predictor (never trained on this family) sees the merge coming."""
+    case = next(c for c in load_cases([str(next(shipped_suites_dir().glob("*/ramp_merge_ahead.yaml")))],
+                                      sweep=True)[0] if c.variant == {"actors.ramp_1.s": 125,
+                                                                       "actors.ramp_1.speed": 14,
+                                                                       "actors.ramp_2.idm.v0": 20,
+                                                                       "actors.left_2.s": 215})
+    results = {}
+    for predictor in ("baseline", "learned"):
+        world = World(case.scenario, 0)
+        log = run_closed_loop(world, make_stack(world, "lattice", predictor=predictor), ego_route(world))
+        results[predictor] = compute_metrics(log, world.road).metrics
+    assert results["learned"]["comfort"] == 1.0 and results["baseline"]["comfort"] == 0.0
+    for metrics in results.values():
+        assert metrics["collisions"] == 0 and metrics["progress"] == 1.0 and metrics["min_ttc"] > 0.95
+
+
 def test_yields_to_pedestrians_on_the_crosswalk_and_the_stepping_out_pedestrian():
     for name in ("right_turn_pedestrians", "pedestrian_behind_parked_car"):
         world, route, log, result = drive(shipped(name))
@@ -254,3 +273,33 @@ def test_tracking_on_the_curvy_road_at_the_speed_limit(name):
     limit = world.road.lane("lane_0").speed_limit
     assert log.ego[:, 3].max() > limit - 1.0  # driven at (just under) the limit
     assert result.score == 100.0
+
+
+def test_two_braking_hedges_ahead_do_not_force_a_stop_when_the_car_could_brake_behind_them():
+    """Two cars ahead in a single lane at the ego's 20 m/s, each with the map-aware stop mode (12.5 % here,
+    no lane to change to). Counted as fates the two hedges add up to 0.25, over the 0.15 cap, and the car brakes to 9 m/s behind traffic
+    that is not slowing. As contingencies (the car brakes too, after 0.5 s) it keeps its speed while it
+    could stop behind them, and still slows when the nearer one is close."""
+    from planning.lattice_planner import LatticeConfig
+    from sim.types import EgoState
+
+    world = World(Scenario.model_validate({
+        "name": "two_leads", "duration": 10,
+        "road": {"preset": "highway", "params": {"num_lanes": 1, "length": 800}},
+        "ego": {"lane": "lane_0", "s": 20, "speed": 20, "goal": {"lane": "lane_0", "s": 700}}}), 0)
+    road, route = world.road, ego_route(world)
+    ego = EgoState(x=20.0, y=0.0, yaw=0.0, v=20.0, a=0.0, steer=0.0, t=0.0)
+
+    def slowest(gaps, contingency):
+        cars = tuple(TrackedObject(id=i + 1, cls=CAR, x=20.0 + g, y=0.0, yaw=0.0, vx=20.0, vy=0.0, length=4.6,
+                                   width=1.9) for i, g in enumerate(gaps))
+        perception = PerceptionOutput(t=0.0, objects=cars)
+        pred = MapAwarePredictor(road).predict(perception)
+        assert list(pred.stop_mode) == [3, 3] and np.allclose(pred.prob[:, 3], 0.125)
+        traj = LatticePlanner(LatticeConfig(contingency=contingency)).plan(
+            PlannerInput(ego, perception, pred, route, road))
+        return float(traj.v.min())
+
+    assert slowest((25.0, 50.0), contingency=False) < 12.0
+    assert slowest((25.0, 50.0), contingency=True) > 19.5
+    assert slowest((15.0, 35.0), contingency=True) < 17.0  # 8.9 m bumper to bumper at 20 m/s: it drops back

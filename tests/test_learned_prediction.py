@@ -97,6 +97,13 @@ def test_shipped_weights_predict_shapes_and_probabilities():
     # the pedestrian falls back to constant velocity (most likely) and a stop
     assert np.argmax(out.prob[2]) == 0
     np.testing.assert_allclose(out.xy[2, 0, -1], [50.0, -8.0 + 1.4 * 8.0], atol=1e-6)
+    # every object names its stop mode (the planner's contingency): a stop along its likeliest path at 3 m/s^2
+    assert out.stop_mode[2] == lp.FALLBACK_STOP and out.prob[2, lp.FALLBACK_STOP] == pytest.approx(lp.VRU_STOP_PROB)
+    for a, v in ((0, 20.0), (1, 25.0)):
+        k = out.stop_mode[a]
+        assert out.prob[a, k] == pytest.approx(0.10)
+        travelled = np.hypot(*(out.xy[a, k, -1] - [objs[a].x, objs[a].y]))
+        assert travelled == pytest.approx(v * v / (2.0 * lp.STOP_DECEL), rel=0.05)
 
 
 def test_a_car_at_constant_speed_is_predicted_straight_ahead():
