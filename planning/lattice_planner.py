@@ -351,9 +351,10 @@ class LatticePlanner:
 
         A vehicle braking to a stop ahead is a contingency, not a fate: a plan that meets a stop
         mode is judged as its contingency plan, followed for contingency_delay and then braked
-        along its path at up to contingency_decel (an RSS-style reaction), which must keep clear of that
-        mode. Other modes count as they are. Only candidates the plain check puts over the cap and
-        that discounting their stop modes could bring under it are checked again.
+        along its path at up to contingency_decel (an RSS-style reaction), which must keep clear
+        of that mode. Other modes, and a stop likelier than not, count as they are. Only the
+        candidates the plain check puts over the cap, and that discounting their stop modes could
+        bring under it, are checked again.
         """
         cfg = self.config
         prob = np.nan_to_num(result.collisions.prob, nan=1.0)
@@ -362,6 +363,7 @@ class LatticePlanner:
             return prob
         contingent = np.zeros(agents.prob.shape, dtype=bool)
         contingent[rows, stop_mode[rows]] = True
+        contingent &= agents.prob < 0.5  # a stop likelier than not is what the car must plan for, not a contingency
         p_stop = np.where(contingent, agents.prob, 0.0)
         over = result.feasibility.feasible & (prob > cfg.max_collision_prob)
         over &= prob - p_stop.sum() <= cfg.max_collision_prob

@@ -35,8 +35,9 @@ STRIDE = 3  # 10 Hz steps between sample times
 TRUNCATE_FRACTION = 0.15  # of train samples get a random shorter history, as for newly seen objects
 MISS_DISTANCE = 2.0  # [m] final error above this is a miss
 CACHE_VERSION = 1
-EVAL_FAMILIES = {"cut_in": ("cut_in_close",), "merge": ("onramp_merge",),
-                 "intersection": ("unprotected_left", "intersection_red_green", "right_turn_pedestrians")}
+EVAL_FAMILIES = {"cut_in": ("cut_in_close",), "merge": ("onramp_merge", "ramp_merge_ahead"),
+                 "intersection": ("unprotected_left", "unprotected_left_turners", "intersection_red_green",
+                                  "right_turn_pedestrians")}
 
 
 @dataclass(frozen=True)
