@@ -1080,14 +1080,18 @@ def check_feasibility(reference: ReferenceLine, lattice: Lattice, cart: Cartesia
     return Feasibility(*out)
 
 
-def check_collisions(cart: Cartesian, active: np.ndarray, agents: Agents, params: PlannerParams) -> Collisions:
-    """Collision probability and clearance of the active candidates against every predicted mode."""
+def _collide(x, y, cos_yaw, sin_yaw, active: np.ndarray, agents: Agents, params: PlannerParams) -> Collisions:
     p = params
     out = collisions(
-        cart.x, cart.y, cart.cos_yaw, cart.sin_yaw, active, agents.pose, agents.prob, agents.length, agents.width, agents.margin,
+        x, y, cos_yaw, sin_yaw, active, agents.pose, agents.prob, agents.length, agents.width, agents.margin,
         p.ego_length, p.ego_width, p.ego_rear_to_centre, p.clearance_cap,
     )
     return Collisions(*out)
+
+
+def check_collisions(cart: Cartesian, active: np.ndarray, agents: Agents, params: PlannerParams) -> Collisions:
+    """Collision probability and clearance of the active candidates against every predicted mode."""
+    return _collide(cart.x, cart.y, cart.cos_yaw, cart.sin_yaw, active, agents, params)
 
 
 def contingency_collisions(cart: Cartesian, rows: np.ndarray, agents: Agents, params: PlannerParams, delay: float,
@@ -1100,10 +1104,7 @@ def contingency_collisions(cart: Cartesian, rows: np.ndarray, agents: Agents, pa
     braking_branches(cart.x, cart.y, cart.yaw, cart.v, cart.a, rows, int(round(delay / dt)), decel, jerk, dt, out)
     active = np.zeros(cart.x.shape[0], dtype=np.bool_)
     active[rows] = True
-    p = params
-    coll = collisions(out[0], out[1], out[2], out[3], active, agents.pose, agents.prob, agents.length, agents.width,
-                      agents.margin, p.ego_length, p.ego_width, p.ego_rear_to_centre, p.clearance_cap)
-    return Collisions(*coll)
+    return _collide(out[0], out[1], out[2], out[3], active, agents, params)
 
 
 def cost(

@@ -28,6 +28,18 @@ def drive(scenario, duration=None, seed=0):
     return world, route, log, compute_metrics(log, world.road)
 
 
+def metrics_by_predictor(family, variant, seed=0):
+    """{"baseline": metrics, "learned": metrics} of one sweep variant of a shipped family, lattice planner."""
+    path = str(next(shipped_suites_dir().glob(f"*/{family}.yaml")))
+    case = next(c for c in load_cases([path], sweep=True)[0] if c.variant == variant)
+    results = {}
+    for predictor in ("baseline", "learned"):
+        world = World(case.scenario, seed)
+        log = run_closed_loop(world, make_stack(world, "lattice", predictor=predictor), ego_route(world))
+        results[predictor] = compute_metrics(log, world.road).metrics
+    return results
+
+
 def test_passes_a_stalled_car_through_the_next_lane():
     world, route, log, result = drive(shipped("stalled_vehicle"))
     assert result.metrics["collisions"] == 0
@@ -106,15 +118,8 @@ def test_the_learned_predictor_turns_left_in_front_of_cars_turning_away():
     """unprotected_left_turners: the kerb lane's cars slow down to turn right, beside the ego's exit. The
     learned predictor sees the turn coming and the ego turns before the green ends, after the straight car;
     the map-aware baseline predicts them going straight on and the ego waits until the light is red."""
-    case = next(c for c in load_cases([str(next(shipped_suites_dir().glob("*/unprotected_left_turners.yaml")))],
-                                      sweep=True)[0] if c.variant == {"actors.straight_2.s": 90,
-                                                                       "actors.right_1.s": 140,
-                                                                       "lights.0.green": 20})
-    results = {}
-    for predictor in ("baseline", "learned"):
-        world = World(case.scenario, 0)
-        log = run_closed_loop(world, make_stack(world, "lattice", predictor=predictor), ego_route(world))
-        results[predictor] = compute_metrics(log, world.road).metrics
+    results = metrics_by_predictor("unprotected_left_turners", {"actors.straight_2.s": 90, "actors.right_1.s": 140,
+                                                                 "lights.0.green": 20})
     assert results["learned"]["progress"] == 1.0 and results["learned"]["collisions"] == 0
     assert results["learned"]["min_ttc"] > 0.95
     assert results["baseline"]["progress"] < 0.9 and results["baseline"]["collisions"] == 0
@@ -124,16 +129,8 @@ def test_the_learned_predictor_sees_ramp_traffic_merging_in_ahead():
     """ramp_merge_ahead: a car accelerating along the acceleration lane merges in ahead of the ego. The
     map-aware baseline predicts it keeping its lane until it moves sideways, and the ego brakes late, past the
     comfort bounds; the learned predictor (never trained on this family) sees the merge coming."""
-    case = next(c for c in load_cases([str(next(shipped_suites_dir().glob("*/ramp_merge_ahead.yaml")))],
-                                      sweep=True)[0] if c.variant == {"actors.ramp_1.s": 125,
-                                                                       "actors.ramp_1.speed": 14,
-                                                                       "actors.ramp_2.idm.v0": 20,
-                                                                       "actors.left_2.s": 215})
-    results = {}
-    for predictor in ("baseline", "learned"):
-        world = World(case.scenario, 0)
-        log = run_closed_loop(world, make_stack(world, "lattice", predictor=predictor), ego_route(world))
-        results[predictor] = compute_metrics(log, world.road).metrics
+    results = metrics_by_predictor("ramp_merge_ahead", {"actors.ramp_1.s": 125, "actors.ramp_1.speed": 14,
+                                                         "actors.ramp_2.idm.v0": 20, "actors.left_2.s": 215})
     assert results["learned"]["comfort"] == 1.0 and results["baseline"]["comfort"] == 0.0
     for metrics in results.values():
         assert metrics["collisions"] == 0 and metrics["progress"] == 1.0 and metrics["min_ttc"] > 0.95
