@@ -38,6 +38,7 @@ Caches (features, goals, targets) live under --data, /tmp by default.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import pickle
@@ -538,9 +539,12 @@ def generate(split: str, runs_per_family: int, duration: float, seed: int, goals
 
 
 def load_or_generate(folder: Path, split: str, runs_per_family: int, duration: float, seed: int) -> AttentionData:
-    """The split's data from its cache file in `folder` (named by split and settings), generated and
-    written there first if missing."""
-    path = Path(folder) / f"{split}_runs{runs_per_family}_seed{seed}_{duration:g}s.pkl"
+    """The split's data from its cache file in `folder` (named by split, settings and the shipped
+    detector's weights, whose features it holds), generated and written there first if missing."""
+    from perception.learned import WEIGHTS as PERCEPTION_WEIGHTS
+
+    detector = hashlib.sha256((PERCEPTION_WEIGHTS / "detector.pt").read_bytes()).hexdigest()[:12]
+    path = Path(folder) / f"{split}_runs{runs_per_family}_seed{seed}_{duration:g}s_det{detector}.pkl"
     if path.is_file():
         with path.open("rb") as f:
             return pickle.load(f)

@@ -3,7 +3,8 @@
 `Tracker.update(detections, t, ego=...)` reads like the textbook loop:
 `to_world` -> `predict` every track -> `associate` (gated Mahalanobis cost,
 scipy's linear_sum_assignment) -> `rescue` confirmed tracks left outside every
-gate (nearest leftover detection within a few metres) -> `correct` matched tracks -> `spawn` tracks for
+gate (nearest leftover detection within a few metres, more for a box that grew, whose track is first
+moved by `regrown_centre`) -> `correct` matched tracks -> `spawn` tracks for
 unmatched detections -> `prune` tracks missed too often -> report confirmed
 tracks as sim.types.TrackedObject (a track the lidar never saw near the ego, or a
 lidar-only one beside the road that stands still, is not confirmed). Track state
@@ -159,13 +160,25 @@ def _assign(cost: np.ndarray, gate: float) -> list[tuple[int, int]]:
 
 def rescue(tracks: list[Track], dets: list[Detection], reach: np.ndarray) -> list[tuple[int, int]]:
     """Second chance for confirmed tracks the gate left unmatched: the nearest leftover detection within
-    reach[i] metres of track i's predicted centre (a box whose centre jumped: a lidar box grown the other
-    way, a far object first placed by the camera and then by the lidar)."""
+    reach[i] metres of track i's predicted centre, plus half the change in length (a box whose centre
+    jumped: a lidar box grown the other way, as a truck seen first by its rear and then whole; a far
+    object first placed by the camera and then by the lidar)."""
     if not tracks or not dets:
         return []
     d = np.hypot(np.array([[det.x for det in dets]]) - np.array([[tr.mean[0]] for tr in tracks]),
                  np.array([[det.y for det in dets]]) - np.array([[tr.mean[1]] for tr in tracks]))
-    return _assign(d / np.asarray(reach)[:, None], 1.0)
+    growth = 0.5 * np.abs(np.array([[det.length for det in dets]]) - np.array([[tr.size[0]] for tr in tracks]))
+    return _assign(d / (np.asarray(reach)[:, None] + growth), 1.0)
+
+
+def regrown_centre(tr: Track, d: Detection) -> np.ndarray:
+    """Track tr's centre moved along detection d's heading by half their change in length, towards d:
+    the face of the box the sensors saw first stays where it was. Correcting the track with d's centre
+    then does not read the box's growth as motion."""
+    heading = np.array([math.cos(d.yaw), math.sin(d.yaw)]) if math.isfinite(d.yaw) else np.zeros(2)
+    along = float(heading @ (np.array([d.x, d.y]) - tr.mean[:2]))
+    shift = min(abs(along), 0.5 * abs(d.length - tr.size[0]))
+    return tr.mean[:2] + math.copysign(shift, along) * heading
 
 
 @dataclass
@@ -193,9 +206,12 @@ class Tracker:
         pairs = associate(self.tracks, dets, Rs, cfg.gate)
         left_tracks = [i for i, tr in enumerate(self.tracks) if tr.confirmed and i not in {i for i, _ in pairs}]
         left_dets = [j for j in range(len(dets)) if j not in {j for _, j in pairs}]
-        pairs += [(left_tracks[a], left_dets[b]) for a, b in rescue([self.tracks[i] for i in left_tracks],
-                                                                     [dets[j] for j in left_dets],
-                                                                     self._reach(left_tracks, ego))]
+        rescued = [(left_tracks[a], left_dets[b]) for a, b in rescue([self.tracks[i] for i in left_tracks],
+                                                                      [dets[j] for j in left_dets],
+                                                                      self._reach(left_tracks, ego))]
+        for i, j in rescued:
+            self.tracks[i].mean[:2] = regrown_centre(self.tracks[i], dets[j])
+        pairs += rescued
         matched_tracks = {i for i, _ in pairs}
         matched_dets = {j for _, j in pairs}
         for i, j in pairs:

@@ -1,6 +1,7 @@
 """Lidar objects against the simulator's ground truth, and the tracker on synthetic detections."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -10,7 +11,7 @@ from perception.lidar_objects import (LidarObjectConfig, _grid_min, _l_shape_sco
 from perception.tracking import Detection, Tracker
 from scenarios.schema import Scenario
 from sim.sensors import SensorConfig, SensorRig
-from sim.types import CAR, PEDESTRIAN
+from sim.types import CAR, PEDESTRIAN, TRUCK, EgoState
 from sim.world import World
 
 LANE_WIDTH = 3.75  # [m] highway preset; lane_i centre at y = i * LANE_WIDTH
@@ -204,3 +205,22 @@ def test_a_moving_only_track_is_reported_once_it_moves():
             name = "post" if o.x < 15.0 else "walker" if o.x < 27.0 else "seen"
             reported[name] = True
     assert reported == {"post": False, "walker": True, "seen": True}
+
+
+def test_a_truck_seen_by_its_rear_then_whole_keeps_its_track():
+    """A far truck's box first covers its rear (5 m long), then the whole 12 m: its centre jumps 3.5 m
+    forward, outside the gate and the plain rescue reach (3 m) at 33 m. The track must keep its id, stay
+    reported, and not read the growth as a surge of speed."""
+    tracker = Tracker()
+    ego = EgoState(x=0.0, y=0.0, yaw=0.0, v=30.0, a=0.0, steer=0.0, t=0.0)
+    reported = []
+    for k in range(30):
+        t = 0.1 * k
+        rear = 38.0 + 15.0 * t - 20.0 * t  # the truck drives at 15 m/s, seen from a car at 20 m/s
+        length = 5.0 if k < 15 else 12.0
+        det = Detection(x=rear + length / 2, y=0.0, yaw=0.0, length=length, width=2.5, cls=TRUCK, score=0.8)
+        reported.append({o.id: o for o in tracker.update([det], t, dataclasses.replace(ego, x=20.0 * t, t=t))})
+    ids = {i for r in reported[5:] for i in r}
+    assert len(ids) == 1 and all(len(r) == 1 for r in reported[5:])  # one track, reported every cycle
+    speeds = [next(iter(r.values())).vx for r in reported[12:]]
+    assert max(abs(v - 15.0) for v in speeds) < 2.0, speeds
