@@ -305,8 +305,8 @@ def train_detector(data_dir: str | Path | list[str | Path], out_dir: str | Path,
                    init: str | Path | None = None, threads: int = 2, bf16: bool | None = None) -> CenterNet:
     """Train on the train split of `data_dir` (a folder or a list of folders); checkpoints in
     `out_dir`. An epoch draws `epoch_frames` frames (default: as many as the split has) by
-    `frame_weights`. `init` is a
-    detector file (`Detector.save`) to start from instead of random weights; its config wins.
+    `frame_weights`. `init` is a detector file (`Detector.save`) to start from instead of random
+    weights; its config wins.
     Stops early (after an epoch, checkpointed) when another epoch would pass `time_limit_s`.
     `threads`: torch CPU threads (a run is reproducible for a given thread count and CPU).
     `bf16`: bfloat16 autocast for the network (about twice as fast where the CPU supports it);
@@ -345,7 +345,8 @@ def train_detector(data_dir: str | Path | list[str | Path], out_dir: str | Path,
         print(f"resuming from {last} after epoch {state['epoch'] + 1}", file=sys.stderr)
     weights = frame_weights(dataset.labels)
     bf16 = bf16_supported() if bf16 is None else bf16
-    print(f"training on {len(dataset)} frames of {', '.join(str(r) for r in dataset.roots)} ({int((weights > 1).sum())} with rare classes, drawn "
+    folders = ", ".join(str(r) for r in dataset.roots)
+    print(f"training on {len(dataset)} frames of {folders} ({int((weights > 1).sum())} with rare classes, drawn "
           f"more often), {epochs} epochs, batch {batch_size}, "
           f"{sum(p.numel() for p in model.parameters())} parameters, {threads} threads, "
           f"{'bfloat16' if bf16 else 'float32'}", file=sys.stderr)
@@ -575,7 +576,7 @@ def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--extra-data", nargs="+", default=[], metavar="DIR",
                         help="more dataset folders whose train splits are trained on too (validation: --data's)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+    parser.add_argument("--precision", choices=tuple(PRECISIONS), default="auto",
                         help="bfloat16 autocast for the network (auto: where the CPU supports it natively)")
 
 
@@ -598,8 +599,9 @@ def add_eval_detector_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="dataset folder")
     parser.add_argument("--weights", default=str(Path(__file__).parent / "weights" / "detector.pt"))
     parser.add_argument("--split", default="test", choices=("train", "val", "test"))
-    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
-                        help="bfloat16 autocast for the network (auto: where the CPU supports it, as the stack runs it)")
+    parser.add_argument("--precision", choices=tuple(PRECISIONS), default="auto",
+                        help="bfloat16 autocast for the network (auto: where the CPU supports it, as the stack "
+                             "runs it)")
     parser.add_argument("--light-weights", default=str(Path(__file__).parent / "weights" / "light_state.pt"),
                         help="traffic-light state classifier (perception.light_state) evaluated on the heads")
 
