@@ -230,14 +230,17 @@ class FusionResult:
     lidar_boxes: tuple  # the projected image box of each lidar object, or None (drawn by the view)
 
 
-def fuse(camera: list[Detection2D], lidar: list[LidarObject], calib: Calibration, keep_lidar,
-         cfg: FusionConfig = FusionConfig(), points: np.ndarray | None = None) -> FusionResult:
+def fuse(camera: list[Detection2D], lidar: list[LidarObject], calib: Calibration | None, keep_lidar,
+         cfg: FusionConfig = FusionConfig(), points: np.ndarray | None = None, lidar_lost: bool = False
+         ) -> FusionResult:
     """Fused detections of one cycle. `keep_lidar(obj, in_view) -> bool` decides which unmatched lidar
     objects stand on their own (the caller knows the map; the camera vouches for nothing there).
-    `points` (N, 3+) ego frame: the lidar sweep, to range camera-only objects (`frustum_range`)."""
+    `calib` None: no camera frame this cycle, so no lidar object is in its view. `points` (N, 3+) ego frame:
+    the lidar sweep, to range camera-only objects (`frustum_range`). `lidar_lost` (perception.health): the
+    lidar could not have confirmed the camera-only objects, so they are not marked `camera_only`."""
     users = [i for i, d in enumerate(camera) if d.cls in CAMERA_CLASS]
     cams = [camera[i] for i in users]
-    boxes = [project_box(o, calib, cfg.near) for o in lidar]
+    boxes = [project_box(o, calib, cfg.near) if calib is not None else None for o in lidar]
     cost = association_cost(cams, lidar, boxes, calib, cfg)
     pairs: list[tuple[int, int]] = []
     if cams and lidar:
@@ -257,6 +260,8 @@ def fuse(camera: list[Detection2D], lidar: list[LidarObject], calib: Calibration
     projected = project_points(points, calib, cfg) if candidates and points is not None else None
     for i in candidates:
         d = camera_only(cams[i], calib, cfg, projected)
+        if lidar_lost:
+            d = dataclasses.replace(d, camera_only=False)
         reach = max(cfg.duplicate_gate_floor, cfg.duplicate_gate * math.hypot(d.x, d.y))
         if all(math.hypot(d.x - o.x, d.y - o.y) > reach for o in out) and all(
                 math.hypot(d.x - o.x, d.y - o.y) > reach for o in lidar):

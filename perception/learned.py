@@ -4,6 +4,8 @@ Every stack cycle `LearnedPerception(world)` renders the sensor rig at the
 world's instant (the simulator's part; its time is not perception latency),
 then `perceive(camera, lidar, ego)` runs the pipeline:
 
+    sensor health       each frame checked; missing, stale, frozen, black or empty ones are left out
+                        (perception.health), and the output says which sensor is lost
     lane CNN            camera -> ego-frame lane lines (sim.types.LaneEstimate)
     object CNN          camera -> 2D boxes with class, score and distance
     lidar objects       sweep  -> ground removal, clusters, oriented boxes
@@ -34,6 +36,7 @@ from scipy.spatial import cKDTree
 
 from perception.detector import Detection2D, Detector
 from perception.fusion import Calibration, FusionConfig, FusionResult, fuse
+from perception.health import HealthConfig, HealthState, monitor
 from perception.lanes import LaneDetector
 from perception.lidar_objects import LidarObject, LidarObjectConfig, detect_lidar_objects
 from perception.tracking import Detection, Tracker, TrackerConfig
@@ -207,7 +210,8 @@ class LearnedPerception:
 
     def __init__(self, road, rig, lanes: LaneDetector, detector: Detector, light_classifier=None,
                  config: LearnedConfig = LearnedConfig(), tracker: TrackerConfig = TrackerConfig(),
-                 lidar: LidarObjectConfig = LidarObjectConfig(), fusion: FusionConfig = FusionConfig()):
+                 lidar: LidarObjectConfig = LidarObjectConfig(), fusion: FusionConfig = FusionConfig(),
+                 health: HealthConfig = HealthConfig()):
         self.road, self.rig = road, rig
         self.lane_detector, self.detector, self.light_classifier = lanes, detector, light_classifier
         self.config, self.lidar_config, self.fusion_config = config, lidar, fusion
@@ -216,6 +220,8 @@ class LearnedPerception:
             torch.set_num_threads(config.torch_threads)  # process-wide: this process runs the car
         self.lanes_index = LaneIndex(road)
         self.heads = rig.static.heads if rig is not None else ()
+        self.health_config = health
+        self._health = HealthState()
         self._faults = None
         self._executor: ThreadPoolExecutor | None = None
         self._lights: dict[str, tuple[str, float]] = {}  # light name -> (state, time read)
@@ -251,7 +257,10 @@ class LearnedPerception:
         return out
 
     def perceive(self, camera, lidar, ego: EgoState) -> PerceptionOutput:
-        """One cycle on given frames (camera: sim.sensors.frames.CameraFrame, lidar: LidarFrame)."""
+        """One cycle on given frames (camera: sim.sensors.frames.CameraFrame, lidar: LidarFrame; None when the
+        sensor delivered none). Frames the health monitor finds unusable are left out and the pipeline runs on
+        the rest; with neither, the tracks are predicted forward (and age out by the tracker's rules) and the
+        lights keep their memory."""
         rec = CycleRecord(t=ego.t, camera=camera, lidar=lidar)
         clock = time.perf_counter()
 
@@ -262,30 +271,37 @@ class LearnedPerception:
             clock = now
 
         start = clock
-        calib = Calibration(np.asarray(camera.K), np.asarray(camera.T_ego_cam), camera.width, camera.height)
+        health, self._health = monitor(camera, lidar, ego, self._health, self.health_config)
+        camera = camera if self._health.camera.usable else None
+        points = lidar.points if self._health.lidar.usable else None
+        calib = None if camera is None else Calibration(np.asarray(camera.K), np.asarray(camera.T_ego_cam),
+                                                        camera.width, camera.height)
         # the lidar pipeline (NumPy, SciPy and Numba, mostly without the GIL) runs beside the two CNNs
-        lidar_job = self._pool().submit(self._lidar_objects, lidar.points) if self.config.lidar_thread else None
-        rec.lanes = self.lane_detector.detect(camera.image, camera.K, camera.T_ego_cam)
-        lap("lanes")
-        rec.detections = self.detector.detect(camera.image, camera.K, camera.T_ego_cam)
-        lap("detector")
-        rec.lidar_objects, rec.ms["lidar_own"] = (lidar_job.result() if lidar_job is not None
-                                                  else self._lidar_objects(lidar.points))
-        lap("lidar")  # with the lidar thread: the wait for it after the CNNs
+        lidar_job = self._pool().submit(self._lidar_objects, points) \
+            if self.config.lidar_thread and points is not None else None
+        if camera is not None:
+            rec.lanes = self.lane_detector.detect(camera.image, camera.K, camera.T_ego_cam)
+            lap("lanes")
+            rec.detections = self.detector.detect(camera.image, camera.K, camera.T_ego_cam)
+            lap("detector")
+        if points is not None:
+            rec.lidar_objects, rec.ms["lidar_own"] = (lidar_job.result() if lidar_job is not None
+                                                      else self._lidar_objects(points))
+            lap("lidar")  # with the lidar thread: the wait for it after the CNNs
         rec.fusion = fuse(rec.detections, rec.lidar_objects, calib, self._keep_lidar(ego), self.fusion_config,
-                          lidar.points)
+                          points, lidar_lost=self._health.lidar.lost)
         lidar_only = range(len(rec.fusion.matched), len(rec.fusion.matched) + len(rec.fusion.lidar_only))
         detections = self._on_map(rec.fusion.detections, ego, lidar_only)
         lap("fusion")
         objects = self.tracker.update(detections, ego.t, ego=ego)
         objects = tuple(o for o in objects if math.hypot(o.x - ego.x, o.y - ego.y) <= self.config.max_range)
         lap("tracking")
-        lights = self._read_lights(camera.image, rec, ego, calib)
+        lights = self._read_lights(camera.image, rec, ego, calib) if camera is not None else self._remembered(ego.t)
         lap("lights")
         rec.ms["total"] = (time.perf_counter() - start) * 1e3
         self.last = rec
         return PerceptionOutput(t=ego.t, objects=objects, lanes=tuple(rec.lanes), light_states=lights,
-                                latency=rec.ms["total"] * 1e-3, range=self.config.max_range)
+                                latency=rec.ms["total"] * 1e-3, range=self.config.max_range, health=health)
 
     def _lidar_objects(self, points: np.ndarray) -> tuple[list[LidarObject], float]:
         t0 = time.perf_counter()
@@ -347,7 +363,11 @@ class LearnedPerception:
                 unread.add(name)
         for name, (state, _) in best.items():
             self._lights[name] = (state, ego.t)
-        states = {name: st for name, (st, t) in self._lights.items() if ego.t - t <= cfg.light_memory}
+        states = self._remembered(ego.t)
         for name in unread - set(best):
             states.setdefault(name, "unknown")
         return states
+
+    def _remembered(self, t: float) -> dict:
+        """The lights read within the last light_memory seconds before t [s], with their last state."""
+        return {name: st for name, (st, t_read) in self._lights.items() if t - t_read <= self.config.light_memory}

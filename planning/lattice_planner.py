@@ -18,6 +18,8 @@ from planning import lattice_kernels as lk
 from planning.base import PlannerInput
 from planning.behaviour import WALL_LENGTH, Decision, decide, lateral_bounds
 from planning.route import project_to_route
+from planning.safety_envelope import (EnvelopeParams, PathObjects, braking_profile, emergency_decel,
+                                      envelope_margins, object_motion)
 from sim.types import VULNERABLE, Trajectory
 
 HORIZON = 8.0  # [s]
@@ -51,8 +53,22 @@ class LatticeConfig:
     allow_opposite_lane: bool = True  # pass through the oncoming lane where the marking allows
     stitch_position: float = 0.8  # [m] replan from the previous plan when the car is this close to it
     stitch_speed: float = 1.0  # [m/s]
-    mrm_decel: float = 5.0  # [m/s^2] minimal-risk stop
-    mrm_jerk: float = 8.0  # [m/s^3] how fast the minimal-risk braking builds up
+    mrm_decel: float = 5.0  # [m/s^2] the stop when no candidate is safe and nothing is in the lane ahead
+    mrm_jerk: float = 8.0  # [m/s^3] how fast that braking builds up
+    # the longitudinal safety envelope (planning/safety_envelope.py), a hard constraint on every candidate. Its
+    # ego_decel is the vehicle's, set from the scenario. When no candidate keeps it, the car brakes along its
+    # lane as hard as the objects in it need, from envelope_response up to the vehicle's full braking
+    envelope: EnvelopeParams = field(default_factory=EnvelopeParams)
+    envelope_response: float = 2.0  # [m/s^2] the least braking while the envelope is broken (RSS's proper response)
+    emergency_jerk: float = 25.0  # [m/s^3] how fast that braking builds up
+    envelope_range: float = 150.0  # [m] objects this far ahead are held against the envelope
+    aligned_heading: float = 0.8  # [rad] a moving vehicle in the path heads along the route within this
+    accel_deadband: float = 0.5  # [m/s^2] measured braking of an object weaker than this is taken as none
+    # perception's health (PerceptionOutput.health): degraded, the car keeps to a speed from which it stops
+    # at degraded_decel within the trusted range; untrusted, it stops in its lane at degraded_decel (the
+    # minimal-risk manoeuvre)
+    degraded_decel: float = 3.0  # [m/s^2] within the comfort bounds
+    degraded_jerk: float = 3.0  # [m/s^3]
     comfort_jerk: float = 3.5  # [m/s^3] longitudinal jerk of preferred candidates
     comfort_decel: float = 3.8  # [m/s^2] deceleration of preferred candidates
     speed_margin: float = 0.4  # [m/s] aim this far below the speed limit
@@ -118,6 +134,7 @@ class Surroundings:
     v_cap: float  # [m/s] from slower vehicles just ahead in the neighbouring lanes and parked cars beside the lane
     oncoming: tuple[tuple[float, float], ...]  # (s [m], speed toward the ego [m/s]) in the lane on the left
     stop_mode: np.ndarray  # (rows of agents,) each vehicle's stop mode (a contingency), -1 for none and for walls
+    in_path: PathObjects  # objects held against the safety envelope
 
 
 @dataclass
@@ -132,7 +149,9 @@ class LatticePlanner:
     name = "lattice"
 
     def __init__(self, config: LatticeConfig = LatticeConfig(), ego_length: float = 4.7, ego_width: float = 1.9,
-                 wheelbase: float = 2.9):
+                 wheelbase: float = 2.9, max_decel: float | None = None):
+        if max_decel is not None:
+            config = replace(config, envelope=replace(config.envelope, ego_decel=max_decel))
         self.config = config
         self.params = lk.PlannerParams(v_max=40.0, a_min=config.a_min, a_max=config.a_max, a_lat_max=config.a_lat_max,
                                        kappa_max=0.25, ego_length=ego_length, ego_width=ego_width,
@@ -143,6 +162,8 @@ class LatticePlanner:
         self._prev: _Previous | None = None
         self._hint_s: float | None = None
         self._corridor: tuple | None = None  # (route, lateral_bounds of it): the same every cycle of a run
+        self._speeds: dict[int, tuple[float, float, float]] = {}  # object id -> (t, speed along route, accel)
+        self.envelope_margin = np.inf  # [m] the picked plan's smallest envelope margin (-inf: none kept it)
 
     # ---- the cycle ------------------------------------------------------------------
 
@@ -159,19 +180,29 @@ class LatticePlanner:
         start = self.start_state(inp, reference, float(ego_s), float(ego_d))
         around = self.surroundings(inp, reference, start, decision, lane_width)
         lead = around.lead
-        grid = self.sampling_grid(start, decision, lead, lane_width, around.v_cap)
+        health = inp.perception.health
+        if health.mode == "untrusted":  # perception can no longer be trusted: the minimal-risk manoeuvre
+            return self._stop(inp, reference, start, "minimal_risk_stop", cfg.degraded_decel, cfg.degraded_jerk)
+        v_cap = min(around.v_cap, self.trusted_speed(health.trusted_range))
+        grid = self.sampling_grid(start, decision, lead, lane_width, v_cap)
         result = lk.plan_lattice(reference, start, grid, around.agents, cfg.weights, self._previous_xy(ego.t),
                                  self.params)
+        self.last_result = result
+        margins = self.envelope(result, around.in_path)
         oncoming_left = self._oncoming_side(inp, float(ego_s))
         allowance = self.pass_allowance(inp, start, lead, lane_width, around.oncoming) if oncoming_left else np.inf
         capped = self.capped_prob(result, around.agents, around.stop_mode)
-        index = self.pick(result, oncoming_left, lane_width, lead, allowance, around.v_cap, capped)
-        self.last_result = result
+        index = self.pick(result, oncoming_left, lane_width, lead, allowance, v_cap, capped, margins)
         if index < 0:
-            self.behaviour = "minimal_risk_stop"
-            self._prev = None
-            self.candidates = []
-            return self.minimal_risk_stop(inp, reference, start)
+            objects = around.in_path
+            decel = emergency_decel(objects, start.s, start.s_dot, start.d, self.params.ego_front,
+                                    self.params.ego_width, cfg.envelope, cfg.envelope_response, cfg.emergency_jerk)
+            if self.pick(result, oncoming_left, lane_width, lead, allowance, v_cap, capped) < 0:
+                decel = max(decel, cfg.mrm_decel)  # nothing is safe even without the envelope: brake firmly
+                if decel <= cfg.mrm_decel:
+                    return self._stop(inp, reference, start, "minimal_risk_stop", decel, cfg.mrm_jerk)
+            return self._stop(inp, reference, start, "emergency_brake", decel, cfg.emergency_jerk)
+        self.envelope_margin = float(margins[index])
         self.behaviour = self._describe(decision, result, index, start, lane_width, lead)
         lat = result.lattice.lat[result.lattice.lat_index[index]]
         lon = result.lattice.lon[result.lattice.lon_index[index]]
@@ -181,6 +212,14 @@ class LatticePlanner:
         self._prev = _Previous(ego.t, lat, lon, np.column_stack([traj.x, traj.y]))
         self.candidates = self._sample_candidates(result)
         return traj
+
+    def _stop(self, inp: PlannerInput, reference: lk.ReferenceLine, start: lk.FrenetState, behaviour: str,
+              decel: float, jerk: float) -> Trajectory:
+        self.behaviour = behaviour
+        self._prev = None
+        self.candidates = []
+        self.envelope_margin = -np.inf
+        return self.minimal_risk_stop(inp, reference, start, decel, jerk)
 
     # ---- pieces ---------------------------------------------------------------------
 
@@ -224,10 +263,15 @@ class LatticePlanner:
         poses, probs, lengths, widths, margins, stops = [], [], [], [], [], []
         lead, lead_s = None, np.inf
         v_cap, oncoming = np.inf, []
+        s_all, d_all = np.zeros(0), np.zeros(0)
+        if inp.perception.objects:
+            now = np.array([[o.x, o.y] for o in inp.perception.objects])
+            s_all, d_all = (np.atleast_1d(v) for v in project_to_route(inp.route, now, hint_s=start.s))
+        in_path = self.path_objects(inp, s_all, d_all, start, ref)
         if len(pred.agent_ids):
-            now = np.array([[objects[i].x, objects[i].y] for i in pred.agent_ids])
-            s_now, d_now = project_to_route(inp.route, now, hint_s=start.s)
-            s_now, d_now = np.atleast_1d(s_now), np.atleast_1d(d_now)
+            row = {o.id: k for k, o in enumerate(inp.perception.objects)}
+            at = np.array([row[int(i)] for i in pred.agent_ids])
+            s_now, d_now = s_all[at], d_all[at]
         n_pred = pred.xy.shape[2] if len(pred.agent_ids) else 0
         for a, agent_id in enumerate(pred.agent_ids):
             obj = objects[int(agent_id)]
@@ -285,7 +329,7 @@ class LatticePlanner:
                                width=np.array(widths), margin=np.array(margins))
         else:
             agents = lk.Agents.none(N_SAMPLES)
-        return Surroundings(agents, lead, float(v_cap), tuple(oncoming), np.array(stops, dtype=np.int64))
+        return Surroundings(agents, lead, float(v_cap), tuple(oncoming), np.array(stops, dtype=np.int64), in_path)
 
     def sampling_grid(self, start: lk.FrenetState, decision: Decision, lead: lk.Lead | None,
                       lane_width: float, v_cap: float = np.inf) -> lk.SamplingGrid:
@@ -379,7 +423,7 @@ class LatticePlanner:
 
     def pick(self, result: lk.LatticeResult, oncoming_left: bool = False, lane_width: float = 3.5,
              lead: lk.Lead | None = None, allowance: float = np.inf, v_cap: float = np.inf,
-             capped: np.ndarray | None = None) -> int:
+             capped: np.ndarray | None = None, margins: np.ndarray | None = None) -> int:
         """Lowest cost among feasible candidates whose collision probability stays small, weighted by it.
 
         Candidates within the comfort bounds (longitudinal jerk and acceleration) are preferred;
@@ -393,12 +437,15 @@ class LatticePlanner:
         it is already closer (a pass given up), the plans that stop soonest.
         A speed cap from the surroundings (parked cars, slower neighbours) is met at cap_decel.
         `capped` (C,) is the collision probability held against the cap (capped_prob), by default
-        the plain one.
+        the plain one. `margins` (C,) [m], the safety envelope's (envelope()), is a hard constraint:
+        only candidates with a margin >= 0 are picked.
         """
         cfg = self.config
         prob = np.nan_to_num(result.collisions.prob, nan=1.0)
         capped = prob if capped is None else capped
         ok = result.feasibility.feasible & (capped <= cfg.max_collision_prob) & np.isfinite(result.costs.total)
+        if margins is not None:
+            ok &= np.nan_to_num(margins, nan=-1.0) >= 0.0
         if not np.any(ok):
             return -1
         lat, lon = result.lattice.lat, result.lattice.lon
@@ -451,30 +498,72 @@ class LatticePlanner:
         lane = inp.road.lanes[int(route.lane_of_point[min(int(np.searchsorted(route.s, ego_s)), len(route.s) - 1)])]
         return lane.left < 0 and lane.left_opposite >= 0
 
-    def minimal_risk_stop(self, inp: PlannerInput, ref: lk.ReferenceLine, start: lk.FrenetState) -> Trajectory:
+    def minimal_risk_stop(self, inp: PlannerInput, ref: lk.ReferenceLine, start: lk.FrenetState,
+                          decel: float | None = None, jerk: float | None = None) -> Trajectory:
         """Brake to a stop along the reference line, holding the current lateral offset.
 
-        The deceleration ramps up at mrm_jerk to mrm_decel (less when a gentler stop within a second
-        or two suffices at low speed).
+        The deceleration ramps up at jerk (default mrm_jerk) to decel (default mrm_decel; less when a
+        gentler stop within a second or two suffices at low speed).
         """
         ego, cfg = inp.ego, self.config
+        decel = cfg.mrm_decel if decel is None else decel
         t = DT * np.arange(N_SAMPLES)
         v0 = max(ego.v, 0.0)
-        decel = cfg.mrm_decel if v0 > 2.0 else max(v0 / 1.5, 0.5)  # gentler only when nearly stopped
-        a = np.empty(N_SAMPLES)
-        v = np.empty(N_SAMPLES)
-        s = np.empty(N_SAMPLES)
-        a[0], v[0], s[0] = min(ego.a, 0.0), v0, start.s
-        for k in range(1, N_SAMPLES):
-            a[k] = max(a[k - 1] - cfg.mrm_jerk * DT, -decel) if v[k - 1] > 0.0 else 0.0
-            v[k] = max(v[k - 1] + a[k] * DT, 0.0)
-            s[k] = s[k - 1] + 0.5 * (v[k - 1] + v[k]) * DT
-            if v[k] == 0.0:
-                a[k] = 0.0
+        decel = decel if v0 > 2.0 else min(decel, max(v0 / 1.5, 0.5))  # gentler only when nearly stopped
+        s, v, a = braking_profile(start.s, v0, ego.a, decel, cfg.mrm_jerk if jerk is None else jerk, DT, N_SAMPLES)
         heading = np.interp(s, ref.s, ref.heading)
         x = np.interp(s, ref.s, ref.xy[:, 0]) - start.d * np.sin(heading)
         y = np.interp(s, ref.s, ref.xy[:, 1]) + start.d * np.cos(heading)
         return Trajectory(t=ego.t + t, x=x, y=y, yaw=heading, v=v, a=a, kappa=np.interp(s, ref.s, ref.kappa))
+
+    def trusted_speed(self, trusted_range: float) -> float:
+        """[m/s] the speed from which the car stops at degraded_decel within what perception still sees."""
+        if not np.isfinite(trusted_range):
+            return np.inf
+        room = max(trusted_range - self.params.ego_front - self.config.envelope.standstill, 0.0)
+        return float(np.sqrt(2.0 * self.config.degraded_decel * room))
+
+    def envelope(self, result: lk.LatticeResult, objects: PathObjects) -> np.ndarray:
+        """(C,) [m] each feasible candidate's safety-envelope margin (planning/safety_envelope.py)."""
+        env, lat = self.config.envelope, result.lattice
+        t = DT * np.arange(lat.lon.shape[2])
+        obj_s, obj_v = object_motion(objects, t)
+        return envelope_margins(lat.lon, lat.lat, lat.lat_index, lat.lon_index, result.feasibility.feasible,
+                                obj_s, obj_v, objects.d, objects.length, objects.width, objects.decel,
+                                self.params.ego_front, self.params.ego_rear_to_centre, self.params.ego_width,
+                                env.reaction, env.ego_brake, env.standstill, env.lateral_margin, env.every)
+
+    def path_objects(self, inp: PlannerInput, s_now: np.ndarray, d_now: np.ndarray, start: lk.FrenetState,
+                     ref: lk.ReferenceLine) -> PathObjects:
+        """The perceived objects that may stand in the ego's path, in route coordinates: ahead within
+        envelope_range, not oncoming, and vehicles heading along the route unless (nearly) standing.
+        Each object's acceleration along the route is measured from its speed in the previous cycles."""
+        cfg, t = self.config, inp.ego.t
+        rows, speeds = [], {}
+        for a, obj in enumerate(inp.perception.objects):
+            ds = s_now[a] - start.s
+            if not (-obj.length < ds < cfg.envelope_range):
+                continue
+            heading = float(np.interp(s_now[a], ref.s, ref.heading))
+            v_along = obj.vx * np.cos(heading) + obj.vy * np.sin(heading)
+            accel = 0.0
+            seen = self._speeds.get(obj.id)
+            if seen is not None and 0.0 < t - seen[0] <= 0.5:
+                accel = 0.5 * seen[2] + 0.5 * (v_along - seen[1]) / (t - seen[0])  # smoothed over cycles
+            speeds[obj.id] = (t, v_along, accel)
+            if v_along < -0.5:
+                continue  # oncoming: the collision check and the behaviour layer answer for it
+            vulnerable = obj.cls in VULNERABLE
+            off_heading = abs(np.arctan2(np.sin(obj.yaw - heading), np.cos(obj.yaw - heading))) > cfg.aligned_heading
+            if not vulnerable and off_heading and obj.speed > 1.0:
+                continue  # crossing traffic
+            decel = cfg.envelope.vru_decel if vulnerable else cfg.envelope.object_decel
+            braking = min(accel, 0.0) if accel < -cfg.accel_deadband else 0.0
+            rows.append((s_now[a], d_now[a], max(v_along, 0.0), max(braking, -decel), obj.length, obj.width, decel))
+        self._speeds = speeds
+        if not rows:
+            return PathObjects.none()
+        return PathObjects(*(np.array(col, dtype=np.float64) for col in zip(*rows)))
 
     # ---- bookkeeping ----------------------------------------------------------------
 

@@ -189,10 +189,31 @@ def _set_path(raw: dict, dotted: str, value, path: str | Path) -> None:
             raise ScenarioError(path, [(f"sweep.parameters.{dotted}", f"'{where}' is not a mapping or list")])
 
 
+def _linked(key: str, value, path: str | Path) -> list[tuple[str, object]]:
+    """A sweep key may name several fields, comma-separated: each value is then a list with one item per
+    field, set together (a lead's speed and start with the ego's, say)."""
+    fields = [k.strip() for k in key.split(",")]
+    if len(fields) == 1:
+        return [(key, value)]
+    if not isinstance(value, list) or len(value) != len(fields):
+        raise ScenarioError(path, [(f"sweep.parameters.{key}",
+                                    f"each value must be a list of {len(fields)} items, one per field; got {value!r}")])
+    return list(zip(fields, value))
+
+
 def _variant_name(base: str, variant: dict) -> str:
     def short(v):
+        if isinstance(v, list):  # linked fields (_linked): named by the first, values joined
+            return "_".join(short(x) for x in v)
+        if isinstance(v, dict):  # a whole section: its leaves; a fault window by its kind and times
+            return "_".join(short(x) if k in ("kind", "faults") else
+                            (f"{k}-{short(x)}" if isinstance(x, (dict, list)) else f"{k}{short(x)}")
+                            for k, x in v.items())
         return f"{v:g}" if isinstance(v, float) else str(v)
-    return base + "[" + ",".join(f"{k.rsplit('.', 1)[-1]}={short(v)}" for k, v in variant.items()) + "]"
+
+    def label(key):
+        return key.split(",")[0].strip().rsplit(".", 1)[-1]
+    return base + "[" + ",".join(f"{label(k)}={short(v)}" for k, v in variant.items()) + "]"
 
 
 def expand(path: str | Path, raw: dict, scenario: Scenario, sweep: bool) -> list[ScenarioCase]:
@@ -206,7 +227,8 @@ def expand(path: str | Path, raw: dict, scenario: Scenario, sweep: bool) -> list
         doc = copy.deepcopy(raw)
         doc.pop("sweep", None)
         for key, value in variant.items():
-            _set_path(doc, key, value, path)
+            for dotted, v in _linked(key, value, path):
+                _set_path(doc, dotted, v, path)
         doc["name"] = _variant_name(scenario.name, variant)
         cases.append(ScenarioCase(str(path), parse_scenario(doc, f"{path} (variant {doc['name']})"), variant))
     return cases

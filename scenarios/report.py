@@ -111,6 +111,11 @@ def summary_section(rows: list[dict], deltas: list | None, info: dict) -> str:
              _card("passed", f"{len(done) - failed}", "good" if done and not failed else ""),
              _card("failed criteria", f"{failed}", "bad" if failed else ""),
              _card("errors", f"{errors}", "bad" if errors else "")]
+    collided = [r for r in done if r["metrics"].get("at_fault_collisions", 0)]
+    if collided:
+        avoidable = sum(1 for r in collided if r["metrics"].get("avoidable_collision", 0.0) == 0.0)
+        cards += [_card("avoidable collisions", f"{avoidable}", "bad" if avoidable else "good"),
+                  _card("unavoidable collisions", f"{len(collided) - avoidable}")]
     if deltas is not None:
         n = sum(1 for d in deltas if d.regressed)
         cards.append(_card("regressions", f"{n}", "bad" if n else "good"))
@@ -278,18 +283,26 @@ def metrics_section(rows: list[dict]) -> str:
 def runs_section(rows: list[dict]) -> str:
     out = ["<h2>All runs</h2><details><summary>" + f"{len(rows)} runs in case order</summary>"
            "<table><tr><th>scenario</th><th>suite</th><th class=\"num\">seed</th><th class=\"num\">score</th>"
-           "<th>passed</th><th class=\"num\">wall [s]</th><th>failed criteria</th></tr>"]
+           "<th>passed</th><th class=\"num\">wall [s]</th><th>failed criteria</th><th>modes</th></tr>"]
     for r in rows:
         what = "error" if r["error"] else ", ".join(sorted({f["metric"] for f in r["failures"]})) or "-"
         out.append(f"<tr class=\"{'error' if r['error'] else ''}\"><td>{_e(r['scenario'])}</td>"
                    f"<td>{_e(r['suite'])}</td><td class=\"num\">{r['seed']}</td>"
                    f"<td class=\"num\">{r['score']:.1f}</td><td>{'yes' if r['passed'] else 'no'}</td>"
-                   f"<td class=\"num\">{_num(r.get('wall_time'), 1)}</td><td>{_e(what)}</td></tr>")
+                   f"<td class=\"num\">{_num(r.get('wall_time'), 1)}</td><td>{_e(what)}</td>"
+                   f"<td>{_e(modes_text(r))}</td></tr>")
     out.append("</table></details>")
     return "".join(out)
 
 
 # ---- what a row says ------------------------------------------------------------------------------
+
+def modes_text(row: dict, most: int = 6) -> str:
+    """The run's mode changes (runs.mode_changes) as '4.2 s planner emergency_brake; ...'."""
+    changes = row.get("modes") or []
+    text = "; ".join(f"{t:.1f} s {what}" for t, what in changes[:most])
+    return (text + f"; ... {len(changes) - most} more") if len(changes) > most else (text or "-")
+
 
 def metric_names(rows: list[dict]) -> list[str]:
     """Multipliers, then weighted metrics, then the raw figures, as found in the rows."""

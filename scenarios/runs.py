@@ -30,7 +30,8 @@ def _lattice(vehicle=None):
     from planning.lattice_planner import LatticePlanner
     if vehicle is None:
         return LatticePlanner()
-    return LatticePlanner(ego_length=vehicle.length, ego_width=vehicle.width, wheelbase=vehicle.wheelbase)
+    return LatticePlanner(ego_length=vehicle.length, ego_width=vehicle.width, wheelbase=vehicle.wheelbase,
+                          max_decel=vehicle.max_decel)
 
 
 # planner name -> factory(vehicle spec or None) -> Planner; other modules (tests, plug-ins) may register more
@@ -46,9 +47,11 @@ def make_planner(name: str, vehicle=None):
 
 def _oracle_perception(world):
     from perception.oracle import OraclePerception
+    from sim.sensors.config import sensor_config
 
     noise = world.scenario.perception_noise
-    return OraclePerception(noise.position, noise.velocity, noise.range, seed=world.sensor_seed)
+    return OraclePerception(noise.position, noise.velocity, noise.range, seed=world.sensor_seed,
+                            sensors=sensor_config(world.scenario.sensors))
 
 
 def _learned_perception(world):
@@ -89,7 +92,7 @@ def make_stack(world, planner: str = DEFAULT_PLANNER, perception: str = "oracle"
                attention: bool = False):
     """The stack for one run. `attention` wraps the perception in the goal-driven attention module, which
     weighs every object by its relevance to the ego's route (perception/attentive.py)."""
-    from control.tracking import TrackingController
+    from control.tracking import TrackingConfig, TrackingController
     from sim.runner import Stack
 
     perceive = _pick(PERCEPTION_FACTORIES, "perception", perception)(world)
@@ -99,8 +102,17 @@ def make_stack(world, planner: str = DEFAULT_PLANNER, perception: str = "oracle"
         perceive = AttentivePerception.for_world(perceive, world, ego_route(world))
     predict = _pick(PREDICTOR_FACTORIES, "predictor", predictor)(world, planner)
     return Stack(perception=perceive, predictor=predict, planner=make_planner(planner, world.scenario.ego.vehicle),
-                 controller=TrackingController(), perception_name=perception + ("+attention" if attention else ""),
+                 controller=TrackingController(TrackingConfig(limits=vehicle_limits(world.scenario.ego.vehicle))),
+                 perception_name=perception + ("+attention" if attention else ""),
                  predictor_name=predictor)
+
+
+def vehicle_limits(vehicle):
+    """The controller's actuator limits from the scenario's ego.vehicle (the plant's own)."""
+    from control.lateral import VehicleLimits
+
+    return VehicleLimits(wheelbase=vehicle.wheelbase, max_steer=vehicle.max_steer, max_accel=vehicle.max_accel,
+                         max_decel=vehicle.max_decel)
 
 
 def ego_route(world):
@@ -145,6 +157,9 @@ def run_case(case: ScenarioCase, seed: int | None = None, planner: str = DEFAULT
                    metrics={k: _jsonable(v) for k, v in result.metrics.items()},
                    failures=[{"metric": f.metric, "time": _jsonable(f.time), "actor": f.actor, "why": f.why}
                              for f in result.failures])
+        row["metrics"]["avoidable_collision"] = 1.0
+        if result.metrics.get("at_fault_collisions", 0):
+            _judge_collision(row, log, scn)
         if not np.isfinite(row["score"]):
             raise ValueError(f"score is not finite: {row['score']}")
         if log_dir is not None:
@@ -152,6 +167,7 @@ def run_case(case: ScenarioCase, seed: int | None = None, planner: str = DEFAULT
             path = Path(log_dir) / f"{_safe(scn.name)}_seed{row['seed']}.npz"
             log.meta["file"] = str(Path(case.path).resolve())
             row["log"] = str(log.save(path))
+        row["modes"] = mode_changes(log)
         row["plan_ms_median"] = float(np.nanmedian(log.timings[:, 2]) * 1e3) if len(log.timings) else None
     except Exception as err:  # noqa: BLE001 - a failing case becomes an error row
         row["error"] = f"{type(err).__name__}: {err}"
@@ -159,6 +175,49 @@ def run_case(case: ScenarioCase, seed: int | None = None, planner: str = DEFAULT
         row["score"] = 0.0
     row["wall_time"] = time.perf_counter() - start
     return row
+
+
+SAFETY_BEHAVIOURS = ("emergency_brake", "minimal_risk_stop")  # the planner's fallbacks, reported as modes
+
+
+def mode_changes(log) -> list[list]:
+    """[[t [s], what], ...] each change of perception's health mode and each entry into or out of the
+    planner's fallbacks (SAFETY_BEHAVIOURS), in time order."""
+    out, health, fallback = [], "nominal", ""
+    for k, t in enumerate(log.stack_t):
+        now = log.health[k] if k < len(log.health) else "nominal"
+        if now.split(":")[0] != health.split(":")[0]:
+            out.append([round(float(t), 2), "perception " + now])
+        health = now
+        act = log.behaviour[k] if log.behaviour[k] in SAFETY_BEHAVIOURS else ""
+        if act != fallback:
+            out.append([round(float(t), 2), "planner " + (act or "resumes")])
+        fallback = act
+    return out
+
+
+def _judge_collision(row: dict, log, scn) -> None:
+    """Whether the run's first at-fault collision was physically avoidable (scenarios/avoidability.py): the
+    avoidable_collision multiplier (0 when it was) and the impact speeds, in the row's metrics."""
+    from scenarios.avoidability import ACTUATION_DELAY, judge
+    from sim.world import World
+    from control.tracking import TrackingConfig, TrackingController
+
+    seed = row["seed"]
+    verdict = judge(log, lambda: World(scn, seed), ego_route,
+                    lambda: TrackingController(TrackingConfig(limits=vehicle_limits(scn.ego.vehicle))),
+                    scn.perception_noise.range)
+    row["metrics"].update(avoidable_collision=0.0 if verdict.avoidable else 1.0,
+                          hazard_time=_jsonable(verdict.hazard_time), impact_speed=verdict.impact_speed,
+                          impact_speed_braking=verdict.impact_speed_braking,
+                          impact_speed_no_brake=verdict.impact_speed_no_brake)
+    if verdict.avoidable:
+        row["score"] = 0.0
+        row["passed"] = False
+        row["failures"].append({"metric": "avoidable_collision", "time": verdict.hazard_time, "actor": verdict.actor,
+                                "why": f"braking at the vehicle's full {scn.ego.vehicle.max_decel:g} m/s^2 from "
+                                       f"{ACTUATION_DELAY:g} s after the hazard began (t={verdict.hazard_time:.2f} s) "
+                                       f"avoids the collision with '{verdict.actor}'"})
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -171,6 +230,7 @@ def summarise(rows: list[dict]) -> dict:
         "passed": sum(1 for r in done if r["passed"]),
         "collisions": int(sum(r["metrics"].get("at_fault_collisions", 0) for r in done)),
         "red_light_violations": int(sum(r["metrics"].get("red_light_violations", 0) for r in done)),
+        "avoidable_collisions": sum(1 for r in done if r["metrics"].get("avoidable_collision", 1.0) == 0.0),
     }
 
 

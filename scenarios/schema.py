@@ -190,17 +190,26 @@ class MountSpec(Strict):
     yaw_deg: float = Field(0.0, description="[deg] positive looks left")
 
 
-class FaultSpec(Strict):
-    kind: Literal["dropout", "freeze", "black", "exposure"]
+class WindowSpec(Strict):
     start: float = Field(ge=0.0, description="[s]")
     end: float = Field(description="[s] the fault lasts from start to end")
-    gain: float = Field(1.0, ge=0.0, description="exposure multiplier while active (kind exposure)")
 
     @model_validator(mode="after")
     def _ordered(self):
         if self.end <= self.start:
             raise ValueError(f"end {self.end} s must come after start {self.start} s")
         return self
+
+
+class FaultSpec(WindowSpec):
+    kind: Literal["dropout", "freeze", "black", "exposure"]
+    gain: float = Field(1.0, ge=0.0, description="exposure multiplier while active (kind exposure)")
+
+
+class LidarFaultSpec(WindowSpec):
+    kind: Literal["dropout", "freeze", "black"] = Field(
+        description="dropout: no sweep; freeze: the last sweep repeats; black: a sweep with no returns (a lidar "
+                    "has no exposure)")
 
 
 class CameraSpec(Strict):
@@ -224,6 +233,8 @@ class LidarSpec(Strict):
     range_noise: float = Field(0.02, ge=0.0, le=1.0, description="[m] std")
     dropout: float = Field(0.0, ge=0.0, le=1.0, description="probability a return is lost")
     mount: MountSpec | None = Field(None, description="default: roof centre, 1.9 m up")
+    latency: float = Field(0.0, ge=0.0, le=2.0, description="[s] delivery delay")
+    faults: list[LidarFaultSpec] = Field(default_factory=list, description="frozen or empty sweeps, dropouts")
 
     @model_validator(mode="after")
     def _fov(self):

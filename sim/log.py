@@ -47,6 +47,8 @@ class RunLog:
     meta: dict = field(default_factory=dict)  # planner, perception, scenario parameters, warnings
     attention: np.ndarray | None = None  # (K, h, w) float32 attention map per cycle (NaN: none); attention on only
     relevance: np.ndarray | None = None  # (K, J, 2) tracked object id, relevance per cycle (NaN-padded); same
+    # (K,) perception's health per cycle (PerceptionHealth.describe(): "nominal", "degraded: lidar empty 0.4 s")
+    health: list[str] = field(default_factory=list)
 
     def ego_boxes(self) -> np.ndarray:
         """(T, 5) ego boxes: cx, cy, yaw, length, width."""

@@ -59,6 +59,7 @@ class ClosedLoop:
         self._timings = np.full((K, 4), np.nan)
         self._plans = np.full((K, PLAN_POINTS, 7), np.nan)
         self._behaviour: list[str] = []
+        self._health: list[str] = []
         self._attention: dict[int, np.ndarray] = {}  # cycle -> attention map (attention on only)
         self._relevance: dict[int, np.ndarray] = {}  # cycle -> (J, 2) object id, relevance
         self._cstate = None  # the controller's state, passed back in every step
@@ -136,6 +137,7 @@ class ClosedLoop:
         self._plans[cycle, :n] = np.column_stack([traj.t, traj.x, traj.y, traj.yaw, traj.v, traj.a, traj.kappa])[:n]
         self._timings[cycle, :3] = (t1 - t0, t2 - t1, t3 - t2)
         self._behaviour.append(getattr(stack.planner, "behaviour", stack.planner.name))
+        self._health.append(self.perception.health.describe())
 
     def _record(self, k: int) -> None:
         world = self.world
@@ -164,6 +166,7 @@ class ClosedLoop:
             goal_s=float(route.goal_s), stack_t=self._stack_t[:K].copy(), controls=self._controls[:K].copy(),
             timings=self._timings[:K].copy(), behaviour=self._behaviour[:K], plans=self._plans[:K].copy(),
             attention=_stack_cycles(self._attention, K), relevance=_stack_cycles(self._relevance, K, ragged=True),
+            health=self._health[:K],
             meta={"planner": stack.planner.name, "perception": stack.perception_name,
                   "predictor": stack.predictor_name,
                   "events": [list(e) for e in world.fired],

@@ -107,6 +107,50 @@ class LaneEstimate:
         _freeze_fields(self, ("xy",))
 
 
+SENSOR_ISSUES = ("missing", "stale", "frozen", "black", "saturated", "empty", "sparse")
+PERCEPTION_MODES = ("nominal", "degraded", "untrusted")
+
+
+@dataclass(frozen=True)
+class SensorStatus:
+    """One sensor's health as the stack judged it this cycle, from the data it delivered."""
+
+    name: str  # "camera" | "lidar"
+    issue: str = ""  # "" when healthy, else one of SENSOR_ISSUES
+    age: float = 0.0  # [s] since the sensor last delivered a usable frame
+
+    @property
+    def ok(self) -> bool:
+        return not self.issue
+
+
+@dataclass(frozen=True)
+class PerceptionHealth:
+    """What perception can still be trusted with.
+
+    `mode` "nominal": every sensor healthy; "degraded": one sensor lost, the
+    other still sees (objects within `trusted_range` are reported); "untrusted":
+    no sensor can be relied on, and the planner brings the car to a minimal-risk
+    stop.
+    """
+
+    mode: str = "nominal"  # one of PERCEPTION_MODES
+    sensors: tuple[SensorStatus, ...] = ()
+    trusted_range: float = float("inf")  # [m] the distance within which an object ahead would be seen
+
+    def __post_init__(self):
+        if self.mode not in PERCEPTION_MODES:
+            raise ValueError(f"PerceptionHealth.mode must be one of {PERCEPTION_MODES}, got {self.mode!r}")
+
+    def describe(self) -> str:
+        """'degraded: camera frozen 0.6 s' style text for the log and the view."""
+        faults = [f"{s.name} {s.issue} {s.age:.1f} s" for s in self.sensors if not s.ok]
+        return self.mode + (": " + ", ".join(faults) if faults else "")
+
+
+NOMINAL = PerceptionHealth()
+
+
 @dataclass(frozen=True)
 class PerceptionOutput:
     t: float  # [s]
@@ -117,6 +161,7 @@ class PerceptionOutput:
     attention: np.ndarray | None = None  # (h, w) map summing to 1, or None
     latency: float = 0.0  # [s]
     range: float = float("inf")  # [m] objects beyond this distance are not reported
+    health: PerceptionHealth = NOMINAL  # the sensors' state and what the planner may still trust
 
 
 @dataclass(frozen=True)

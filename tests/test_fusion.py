@@ -8,12 +8,13 @@ import pytest
 
 from perception.detector import Detection2D
 from perception.evaluation import average_precision
-from perception.fusion import Calibration, FusionConfig, camera_only, fuse, nearest_distance, project_box
+from perception.fusion import (Calibration, FusionConfig, camera_only, fuse, lidar_sigma, nearest_distance,
+                               project_box)
 from perception.learned import LaneIndex, lane_heading_yaw
 from perception.lidar_objects import LidarObject
 from perception.tracking import Detection, Tracker
 from sim.presets import build_road
-from sim.types import CAR, CYCLIST, PEDESTRIAN, TRUCK
+from sim.types import CAR, CYCLIST, PEDESTRIAN, TRUCK, EgoState
 
 CAM_HEIGHT = 1.5  # [m]
 CAM_X = 1.5  # [m] ahead of the rear axle
@@ -106,6 +107,47 @@ def test_unmatched_lidar_objects_are_kept_only_where_the_caller_says():
     objects = [lidar_car(15.0, 0.0), lidar_car(-20.0, 0.0), lidar_car(10.0, 12.0)]
     result = fuse([], objects, calib, lambda obj, in_view: abs(obj.y) < 5.0)
     assert result.lidar_only == (0, 1)
+
+
+def test_with_the_lidar_lost_a_camera_only_car_near_the_ego_is_tracked_with_a_wider_covariance():
+    """Within 50 m a camera box no lidar object confirms is not reported (the lidar would have found a real
+    car there); with the lidar lost nothing could confirm it, and the camera alone places it."""
+    calib = calibration()
+    car = lidar_car(25.0, 0.0)
+    box = Detection2D(image_box(car, calib), "car", 0.8, nearest_distance(car, calib.origin))
+    ego = EgoState(x=0.0, y=0.0, yaw=0.0, v=0.0, a=0.0, steer=0.0, t=0.0)  # ego frame = world frame
+    reported = {}
+    for lost in (False, True):
+        tracker = Tracker()
+        for k in range(12):  # a coarse camera position takes a second to give a known velocity
+            (d,) = fuse([box], [], calib, keep_all, lidar_lost=lost).detections
+            objects = tracker.update([d], t=0.1 * k, ego=ego)
+        reported[lost] = objects
+        assert d.camera_only != lost and d.score == 0.8  # the camera's own confidence
+    assert reported[False] == ()
+    (obj,) = reported[True]
+    assert obj.cls == CAR and math.hypot(obj.x - 25.0, obj.y) < 1.0
+    assert d.sigma > 2.0 * lidar_sigma(car)  # placed by the camera: coarser than a lidar box
+    fused_tracker = Tracker()  # the same car matched with its lidar box
+    for k in range(12):
+        (fused,) = fuse([box], [car], calib, keep_all).detections
+        fused_objects = fused_tracker.update([fused], t=0.1 * k, ego=ego)
+    (fused_obj,) = fused_objects
+    assert np.trace(obj.covariance[:2, :2]) > 2.0 * np.trace(fused_obj.covariance[:2, :2])
+
+
+def test_with_no_camera_frame_a_person_in_its_view_stands_on_the_lidar_alone():
+    """In the camera's view only the camera vouches for a pedestrian-sized cluster (a tree trunk looks the
+    same to the lidar); without a camera frame nothing is in its view, and the caller's map check decides."""
+    calib = calibration()
+    person = lidar_car(12.0, 1.0, length=0.6, width=0.6, height=1.8)
+
+    def unless_a_person_in_view(obj, in_view):
+        return not (in_view and obj.cls == PEDESTRIAN)
+
+    assert fuse([], [person], calib, unless_a_person_in_view).detections == ()
+    (d,) = fuse([], [person], None, unless_a_person_in_view).detections
+    assert d.cls == PEDESTRIAN and d.sigma == pytest.approx(lidar_sigma(person))
 
 
 def test_pedestrian_keeps_its_size_whatever_the_lidar_cluster():

@@ -9,19 +9,21 @@ import pytest
 from scenarios.loader import load_cases, shipped_suites_dir
 from scenarios.runs import ego_route, make_stack, run_case
 from scenarios.schema import Scenario
+from perception.learned import LearnedPerception
 from sim.runner import ClosedLoop
 from sim.types import CAR, PerceptionOutput
 from sim.world import World
 
 
-def following_world(seed: int = 0) -> World:
+def following_world(seed: int = 0, sensors: dict | None = None) -> World:
     """The ego behind a slower lead car on a straight highway, a car beside it in the left lane."""
     scn = Scenario.model_validate({
         "name": "learned_follow", "duration": 3.0,
         "road": {"preset": "highway", "params": {"num_lanes": 3, "length": 500}},
         "ego": {"lane": "lane_1", "s": 40, "speed": 20, "goal": {"lane": "lane_1", "s": 480}},
         "actors": [{"id": "lead", "type": "car", "lane": "lane_1", "s": 70, "speed": 16},
-                   {"id": "left", "type": "car", "lane": "lane_2", "s": 52, "speed": 20}]})
+                   {"id": "left", "type": "car", "lane": "lane_2", "s": 52, "speed": 20}],
+        "sensors": sensors or {}})
     return World(scn, seed)
 
 
@@ -72,6 +74,35 @@ def test_learned_perception_sees_the_ego_lane_lines(followed):
     left = np.interp(10.0, lanes[-1].xy[:, 0], lanes[-1].xy[:, 1])
     right = np.interp(10.0, lanes[1].xy[:, 0], lanes[1].xy[:, 1])
     assert left - right == pytest.approx(3.75, abs=0.4)
+
+
+def test_missing_frames_leave_the_tracks_to_the_other_sensor_then_predicted_forward():
+    """The camera drops its frames at 0.6 and 0.7 s: the lidar keeps the lead tracked under its id. Then no
+    frame at all: the tracks are predicted forward until the tracker's third missed cycle drops them, and
+    the health goes from degraded (camera lost) to untrusted (both lost)."""
+    world = following_world(sensors={"camera": {"faults": [{"kind": "dropout", "start": 0.55, "end": 0.75}]}})
+    perception = LearnedPerception.for_world(world)
+    outputs = {}
+    try:
+        for k in range(11):
+            while world.t < 0.1 * k - 1e-9:
+                world.set_ego_command(0.0, 0.0)
+                world.step()
+            ego = world.ego_state()
+            outputs[k] = perception(world) if k < 8 else perception.perceive(None, None, ego)
+    finally:
+        perception.close()
+    lead = world.actor_table()[0]
+    (before,) = [o for o in outputs[5].objects if abs(o.y - lead[1]) < 1.0]
+    assert perception.tracker.config.misses_to_delete == 3
+    for k in (6, 7):  # the camera's frame is missing: the lidar's box carries the track
+        assert before.id in {o.id for o in outputs[k].objects} and outputs[k].health.mode == "nominal"
+    (at7,) = [o for o in outputs[7].objects if o.id == before.id]
+    (at8,) = [o for o in outputs[8].objects if o.id == before.id]
+    assert at8.x == pytest.approx(at7.x + 0.1 * at7.vx) and at8.y == pytest.approx(at7.y + 0.1 * at7.vy)
+    assert outputs[8].health.mode == "degraded" and outputs[8].health.sensors[0].issue == "missing"
+    assert outputs[8].light_states == {} and outputs[8].lanes == ()
+    assert outputs[10].objects == () and outputs[10].health.mode == "untrusted"
 
 
 def test_learned_perception_reads_the_red_light_and_the_car_stops():

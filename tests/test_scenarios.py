@@ -35,7 +35,7 @@ def problems(tmp_path, doc) -> str:
 def test_every_shipped_scenario_validates_with_its_sweep():
     files = sorted(shipped_suites_dir().glob("*/*.yaml"))
     assert len(files) >= 14
-    assert {f.parent.name for f in files} == {"highway", "urban"}
+    assert {f.parent.name for f in files} == {"highway", "urban", "safety"}
     cases, errors = load_cases([str(shipped_suites_dir())], sweep=True)
     assert errors == []
     assert len(cases) >= 200

@@ -9,10 +9,11 @@ import pytest
 
 from scenarios.schema import Scenario
 from sim.sensors import (SEMANTIC_ID, CameraConfig, FaultState, FaultWindow, LidarConfig, SensorConfig, SensorRig,
-                         apply_camera_faults)
+                         apply_camera_faults, apply_lidar_faults)
 from sim.sensors import kernels
 from sim.sensors.camera import CameraModel
-from sim.sensors.frames import CameraFrame
+from sim.sensors.config import sensor_config
+from sim.sensors.frames import CameraFrame, LidarFrame
 from sim.sensors.meshes import box, outward, transform
 from sim.sensors.png import encode_png, read_png, write_png
 from sim.world import World
@@ -274,6 +275,52 @@ def test_camera_dropout_probability():
     assert 150 < sum(v is None for v in out.values()) < 250
 
 
+def _run_lidar_faults(cfg: LidarConfig, n: int = 10, dt: float = 0.1) -> dict:
+    """Sweeps of k + 1 points captured at t = k dt through the faults: t -> delivered sweep."""
+    state, out = FaultState(), {}
+    for k in range(n):
+        t = round(dt * k, 3)
+        sweep = LidarFrame(np.full((k + 1, 4), k), np.zeros(k + 1), np.zeros(k + 1), t, np.eye(4))
+        out[t], state = apply_lidar_faults(sweep, state, cfg)
+    return out
+
+
+def test_lidar_faults_black_freeze_dropout_latency():
+    out = _run_lidar_faults(LidarConfig(faults=(FaultWindow("black", 0.2, 0.3), FaultWindow("freeze", 0.4, 0.6),
+                                                FaultWindow("dropout", 0.7, 0.8))))
+    assert len(out[0.1]) == 2 and out[0.1].fault == ""
+    assert len(out[0.2]) == 0 and out[0.2].fault == "black"  # a blinded lidar: a sweep with no returns
+    for t in (0.4, 0.5):  # the sweep delivered at 0.3 repeats, stamped with the new time
+        assert out[t].fault == "freeze" and out[t].t == t and len(out[t]) == 4 and out[t].points[0, 0] == 3
+    assert len(out[0.6]) == 7
+    assert out[0.7] is None and len(out[0.8]) == 9
+    late = _run_lidar_faults(LidarConfig(latency=0.2))
+    assert late[0.0] is None and late[0.1] is None
+    assert late[0.5].t == pytest.approx(0.3) and len(late[0.5]) == 4
+
+
+def test_rig_capture_applies_the_scenarios_lidar_faults():
+    scn = Scenario.model_validate({
+        "name": "lidar_faults", "road": {"preset": "highway", "params": {"num_lanes": 2, "length": 300}},
+        "ego": {"lane": "lane_0", "s": EGO_S, "speed": 0, "goal": {"lane": "lane_0", "s": 290}},
+        "sensors": {"camera": None, "lidar": {"latency": 0.1, "faults": [{"kind": "black", "start": 0.15, "end": 1}]}}})
+    world = World(scn, 0)
+    rig = SensorRig(world, sensor_config(scn.sensors))
+    state, out = None, []
+    for k in range(4):
+        while world.t < 0.1 * k - 1e-9:
+            world.step()
+        cam, sweep, state = rig.capture(world, state)
+        out.append(sweep)
+    rig.close()
+    assert cam is None and out[0] is None  # latency: nothing yet
+    assert out[1].t == 0.0 and len(out[1]) > 1000 and out[2].fault == ""
+    assert out[3].t == pytest.approx(0.2) and len(out[3]) == 0 and out[3].fault == "black"
+    with pytest.raises(ValueError, match="faults.0.kind"):  # a lidar has no exposure
+        Scenario.model_validate({**scn.model_dump(), "sensors": {"lidar": {"faults": [
+            {"kind": "exposure", "start": 0, "end": 1}]}}})
+
+
 def test_sensor_config_errors_name_the_field():
     with pytest.raises(ValueError, match="CameraConfig.hfov_deg"):
         CameraConfig(hfov_deg=200.0)
@@ -281,6 +328,8 @@ def test_sensor_config_errors_name_the_field():
         SensorConfig(lighting="night")
     with pytest.raises(ValueError, match="FaultWindow.kind"):
         FaultWindow("smear", 0.0, 1.0)
+    with pytest.raises(ValueError, match=r"LidarConfig.faults\[0\]: .*exposure is the camera's only"):
+        LidarConfig(faults=(FaultWindow("exposure", 0.0, 1.0, 2.0),))
 
 
 def test_camera_model_calibration_follows_the_config():

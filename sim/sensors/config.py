@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 LIGHTING_NAMES = ("day", "dusk", "overcast")
 FAULT_KINDS = ("dropout", "freeze", "black", "exposure")
+LIDAR_FAULT_KINDS = ("dropout", "freeze", "black")  # a lidar has no exposure
 
 
 def _check(owner: str, name: str, ok: bool, expected: str, value) -> None:
@@ -43,9 +44,9 @@ class Mount:
 
 @dataclass(frozen=True)
 class FaultWindow:
-    """A camera fault active for start <= t < end."""
+    """A sensor fault active for start <= t < end (sim.sensors.faults says what each kind does)."""
 
-    kind: str  # "dropout" (no frame) | "freeze" (last image repeats) | "black" | "exposure"
+    kind: str  # "dropout" (no frame) | "freeze" (last frame repeats) | "black" (no light, no returns) | "exposure"
     start: float  # [s]
     end: float  # [s]
     gain: float = 1.0  # exposure multiplier while active (kind "exposure")
@@ -101,8 +102,11 @@ class LidarConfig:
     dropout: float = 0.0  # probability that a return is lost
     intensity_noise: float = 0.02  # std of additive intensity noise
     mount: Mount = Mount(x=1.4, y=0.0, z=1.9)
+    latency: float = 0.0  # [s] a sweep taken at t is delivered at the first capture >= t + latency
+    faults: tuple[FaultWindow, ...] = ()  # of LIDAR_FAULT_KINDS
 
     def __post_init__(self):
+        object.__setattr__(self, "faults", tuple(self.faults))
         _check("LidarConfig", "beams", _int_in(self.beams, 1, 256), "an int in [1, 256]", self.beams)
         _check("LidarConfig", "azimuth_steps", _int_in(self.azimuth_steps, 8, 8192), "an int in [8, 8192]",
                self.azimuth_steps)
@@ -113,6 +117,10 @@ class LidarConfig:
         _check("LidarConfig", "range_noise", self.range_noise >= 0.0, ">= 0", self.range_noise)
         _check("LidarConfig", "dropout", 0.0 <= self.dropout <= 1.0, "a probability in [0, 1]", self.dropout)
         _check("LidarConfig", "intensity_noise", self.intensity_noise >= 0.0, ">= 0", self.intensity_noise)
+        _check("LidarConfig", "latency", self.latency >= 0.0, "seconds >= 0", self.latency)
+        for k, f in enumerate(self.faults):
+            _check("LidarConfig", f"faults[{k}]", isinstance(f, FaultWindow) and f.kind in LIDAR_FAULT_KINDS,
+                   f"a FaultWindow of kind {' | '.join(LIDAR_FAULT_KINDS)} (exposure is the camera's only)", f)
 
 
 @dataclass(frozen=True)
@@ -150,6 +158,7 @@ def sensor_config(spec, threads: int = 1) -> SensorConfig:
         li = spec.lidar
         lidar = LidarConfig(beams=li.beams, azimuth_steps=li.azimuth_steps, fov_up_deg=li.fov_up_deg,
                             fov_down_deg=li.fov_down_deg, max_range=li.max_range, range_noise=li.range_noise,
-                            dropout=li.dropout, mount=mount(li.mount, LidarConfig().mount))
+                            dropout=li.dropout, mount=mount(li.mount, LidarConfig().mount), latency=li.latency,
+                            faults=tuple(FaultWindow(f.kind, f.start, f.end) for f in li.faults))
     return SensorConfig(camera=camera, lidar=lidar, lighting=spec.lighting, sun_azimuth_deg=spec.sun_azimuth_deg,
                         threads=threads)

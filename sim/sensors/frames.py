@@ -121,6 +121,7 @@ class LidarFrame:
     T_ego_lidar: np.ndarray  # (4, 4) sensor to ego frame; points are already in the ego frame
     label: np.ndarray | None = None  # (N,) uint8 index into SEMANTIC_CLASSES
     instance: np.ndarray | None = None  # (N,) int32 actor track id, 0 for no actor
+    fault: str = ""  # the fault that altered this sweep ("freeze", "black"), "" if none
 
     def __post_init__(self):
         object.__setattr__(self, "points", frozen_array(self.points, np.float32))

@@ -7,7 +7,7 @@ sensors; `render` (or `render_camera` / `render_lidar`) casts the static
 scene with Open3D and the actors with the Numba kernels of
 sim.sensors.kernels and keeps the nearer hit per ray (docs/sensors.md says
 why the actors are not a second Open3D scene), on two cores with threads >= 2;
-`capture` adds the camera's effects and faults.
+`capture` adds the sensors' effects and faults.
 
 Randomness: the look of the scene (style, colours, props) and the sensor noise
 come from np.random.SeedSequence(world.seed, spawn_key=(SENSOR_STREAM,)),
@@ -31,7 +31,7 @@ from sim.sensors.actor_meshes import ActorMeshes, build_actor_meshes
 from sim.sensors.cast_helper import CastHelper
 from sim.sensors.camera import CameraModel
 from sim.sensors.config import SensorConfig
-from sim.sensors.faults import FaultState, apply_camera_faults, exposure_gain
+from sim.sensors.faults import RigFaultState, apply_camera_faults, apply_lidar_faults, exposure_gain
 from sim.sensors.frames import CameraFrame, LidarFrame
 from sim.sensors.lidar import LidarModel, lidar_rays, render_lidar
 from sim.sensors.lighting import make_lighting
@@ -247,13 +247,16 @@ class SensorRig:
             self._cast_helper.close()
             self._cast_helper = None
 
-    def capture(self, world, state: FaultState | None = None
-                ) -> tuple[CameraFrame | None, LidarFrame | None, FaultState]:
-        """Every sensor at the world's current instant, with the camera's effects and faults."""
-        state = state or FaultState()
+    def capture(self, world, state: RigFaultState | None = None
+                ) -> tuple[CameraFrame | None, LidarFrame | None, RigFaultState]:
+        """Every sensor at the world's current instant, with its effects and faults (sim.sensors.faults)."""
+        state = state or RigFaultState()
         snap = self.snapshot(world)
         gain = exposure_gain(self.camera.config, snap.t) if self.camera is not None else None
         cam, lidar = self.render(snap, exposure=gain)
+        cam_state, lidar_state = state.camera, state.lidar
         if cam is not None:
-            cam, state = apply_camera_faults(cam, state, self.camera.config, self.noise_rng)
-        return cam, lidar, state
+            cam, cam_state = apply_camera_faults(cam, cam_state, self.camera.config, self.noise_rng)
+        if lidar is not None:
+            lidar, lidar_state = apply_lidar_faults(lidar, lidar_state, self.lidar.config)
+        return cam, lidar, RigFaultState(cam_state, lidar_state)

@@ -33,7 +33,7 @@ class AsyncPerception:
         self.name = getattr(inner, "name", "learned")
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="perception")
         self._running: Future | None = None  # the cycle on the worker, None when it is idle
-        self._faults = None  # the camera's fault state, carried from frame to frame
+        self._faults = None  # the sensors' fault state, carried from frame to frame
         self.output: PerceptionOutput | None = None  # latest finished output, None before the first
         self.last = None  # perception.learned.CycleRecord of that output, None before the first
         self.submitted = 0  # frames handed to the worker

@@ -423,6 +423,7 @@ class Renderer:
             ("steering", f"{math.degrees(h.steer_rad):+5.1f}\u00b0"),
             (h.score_label, score),
             ("behaviour", h.behaviour or "-"),
+            ("sensors", h.health or "-"),
             ("planner", f"{h.planner:<8}{_ms(latency.get('planning')):>10}"),
             ("perception", f"{h.perception:<8}{_ms(latency.get('perception')):>10}"),
             ("prediction", f"{'':<8}{_ms(latency.get('prediction')):>10}"),

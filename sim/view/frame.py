@@ -243,6 +243,7 @@ class Hud:
     status: str = ""  # a line for the user (goal reached, key feedback); "" for none
     lights: tuple[tuple[str, str], ...] = ()  # (light name, state)
     perception_frames: str = ""  # perception off the simulation's clock: "12 of 140 dropped"; "" when in step
+    health: str = ""  # perception's health (PerceptionHealth.describe()); "" before the first cycle
 
 
 @dataclass(frozen=True)

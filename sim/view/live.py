@@ -250,7 +250,8 @@ class LiveView(ViewApp):
             latency_ms=tuple(latency.items()), perception_frames=frames,
             fps=self.fps, rate=rate_label(self.rate), paused=self.paused or bool(self.finished),
             status=self.status or (f"{self.finished}: r restarts" if self.finished else ""),
-            lights=tuple(world.light_states().items()))
+            lights=tuple(world.light_states().items()),
+            health=loop.perception.health.describe() if loop.perception is not None else "")
         notes = () if candidates else (f"candidates: planner '{self.stack.planner.name}' shows none",)
         return FrameData(
             ego=e, ego_box=ego_box(e.x, e.y, e.yaw, veh.length, veh.width, 0.5 * veh.wheelbase), actors=actors,

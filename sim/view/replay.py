@@ -175,7 +175,8 @@ def log_frame(log: RunLog, k: int, app: ReplayView, score: float) -> FrameData:
         behaviour=log.behaviour[cycle] if cycle >= 0 else "", planner=str(log.meta.get("planner", "?")),
         perception=str(log.meta.get("perception", "?")),
         latency_ms=tuple((stage, 1e3 * float(timings[TIMING_STAGES.index(stage)])) for stage in STAGES),
-        fps=app.fps, rate=rate_label(app.rate), paused=not app.playing, status=app.status, lights=lights)
+        fps=app.fps, rate=rate_label(app.rate), paused=not app.playing, status=app.status, lights=lights,
+        health=log.health[cycle] if 0 <= cycle < len(log.health) else "")
     prediction = PredictionLayer.empty()
     return FrameData(
         ego=ego, ego_box=ego_box(x, y, yaw, log.ego_length, log.ego_width, log.ego_center_offset), actors=actors,

@@ -17,7 +17,7 @@ class RigFeed:
         self._t = -np.inf
         self._camera: np.ndarray | None = None
         self._lidar: np.ndarray | None = None
-        self._faults = None  # the camera's fault state, carried from frame to frame
+        self._faults = None  # the sensors' fault state, carried from frame to frame
 
     def update(self, world) -> None:
         if world.t - self._t < self.period - 1e-9:
