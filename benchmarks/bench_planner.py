@@ -40,6 +40,8 @@ from planning.lattice_kernels import (  # noqa: E402
     ReferenceLine,
     SamplingGrid,
 )
+from planning.safety_envelope import (EnvelopeParams, PathObjects, envelope_margins,  # noqa: E402
+                                      envelope_margins_reference, object_motion)
 
 LANE_WIDTH = 3.5  # [m]
 DT = 0.1  # [s]
@@ -72,12 +74,14 @@ def frenet_to_world(ref: ReferenceLine, s: np.ndarray, d: np.ndarray, d_rate: np
     return np.stack([x - d * np.sin(th), y + d * np.cos(th), yaw], axis=-1)
 
 
-def traffic(ref: ReferenceLine, rng: np.random.Generator, ego_s: float, n_agents: int = 30) -> tuple[Agents, Lead]:
+def traffic(ref: ReferenceLine, rng: np.random.Generator, ego_s: float,
+            n_agents: int = 30) -> tuple[Agents, Lead, PathObjects]:
     """Vehicles over the whole road in three lanes (slow right, fast left), each with 3 modes.
 
     Modes: keep the lane at constant speed (0.6), keep it while braking at
     1.5 m/s^2 (0.3), change to a neighbouring lane over 4 s (0.1). The ego's
-    lane is clear from 25 m behind it to the lead, 35 m ahead at 11 m/s.
+    lane is clear from 25 m behind it to the lead, 35 m ahead at 11 m/s. The same vehicles, as the
+    safety envelope sees them, come back too.
     """
     t = DT * np.arange(N_SAMPLES)
     lane = rng.integers(-1, 2, n_agents)
@@ -109,14 +113,16 @@ def traffic(ref: ReferenceLine, rng: np.random.Generator, ego_s: float, n_agents
         pose[a, 2] = frenet_to_world(ref, keep_s, change_d, change_rate, speed)
     prob = np.tile([0.6, 0.3, 0.1], (n_agents, 1))
     agents = Agents(pose=pose, prob=prob, length=length, width=width, margin=0.3)
-    return agents, Lead(s=s0[lead] - 0.5 * length[lead], v=v0[lead], d=0.0)
+    objects = PathObjects(s=s0, d=LANE_WIDTH * lane, v=v0, a=np.zeros(n_agents), length=length, width=width,
+                          decel=np.full(n_agents, 8.0))
+    return agents, Lead(s=s0[lead] - 0.5 * length[lead], v=v0[lead], d=0.0), objects
 
 
 def scenario(seed: int):
     rng = np.random.default_rng(seed)
     ref = curved_reference()
     start = FrenetState(s=30.0, s_dot=15.0, s_ddot=0.0, d=0.2, d_dot=0.0, d_ddot=0.0)
-    agents, lead = traffic(ref, rng, start.s)
+    agents, lead, objects = traffic(ref, rng, start.s)
     grid = SamplingGrid(
         d_end=np.array([-2, -1, -1.5 / LANE_WIDTH, -1 / LANE_WIDTH, -0.5 / LANE_WIDTH, 0, 0.5 / LANE_WIDTH, 1 / LANE_WIDTH, 1.5 / LANE_WIDTH, 1, 2]) * LANE_WIDTH,
         t_end=np.arange(3.0, 9.0),
@@ -128,7 +134,17 @@ def scenario(seed: int):
         dt=DT,
         n_samples=N_SAMPLES,
     )
-    return ref, start, grid, agents
+    return ref, start, grid, agents, objects
+
+
+def envelope_stage(envelope, result, objects: PathObjects, params: PlannerParams):
+    """The safety envelope's margins of every feasible candidate (planning/safety_envelope.py)."""
+    env, lat = EnvelopeParams(), result.lattice
+    obj_s, obj_v = object_motion(objects, DT * np.arange(lat.lon.shape[2]))
+    return envelope(lat.lon, lat.lat, lat.lat_index, lat.lon_index, result.feasibility.feasible, obj_s, obj_v,
+                    objects.d, objects.length, objects.width, objects.decel, params.ego_front,
+                    params.ego_rear_to_centre, params.ego_width, env.reaction, env.ego_brake, env.standstill,
+                    env.lateral_margin, env.every)
 
 
 def minor_faults() -> int:
@@ -174,7 +190,7 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    ref, start, grid, agents = scenario(args.seed)
+    ref, start, grid, agents, objects = scenario(args.seed)
     weights = CostWeights()
     params = PlannerParams()
 
@@ -208,9 +224,17 @@ def main(argv=None) -> None:
     print(f"speed-up              {ref_ms / numba_ms:.0f}x ({ref_cpu / numba_cpu:.0f}x in CPU time)")
     fast_stages = stage_times(kernels, ref, start, grid, agents, weights, prev, params, args.runs)
     slow_stages = stage_times(reference, ref, start, grid, agents, weights, prev, params, max(1, args.ref_runs // 2))
+    fast_stages["safety_envelope"] = median_ms(lambda: envelope_stage(envelope_margins, fast, objects, params),
+                                               args.runs)
+    slow_stages["safety_envelope"] = median_ms(
+        lambda: envelope_stage(envelope_margins_reference, fast, objects, params), max(1, args.ref_runs // 2))
     print("stage                 numba ms   numpy ms")
     for name in fast_stages:
         print(f"  {name:<19} {fast_stages[name]:8.3f} {slow_stages[name]:10.2f}")
+    cycle_ms, cycle_cpu = timed(lambda: envelope_stage(
+        envelope_margins, kernels.plan_lattice(ref, start, grid, agents, weights, prev, params), objects, params),
+        args.runs)
+    print(f"cycle with envelope   {cycle_ms:.2f} ms median ({cycle_cpu:.2f} ms CPU): plan_lattice, then the envelope")
 
 
 if __name__ == "__main__":

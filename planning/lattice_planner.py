@@ -183,7 +183,7 @@ class LatticePlanner:
         health = inp.perception.health
         if health.mode == "untrusted":  # perception can no longer be trusted: the minimal-risk manoeuvre
             return self._stop(inp, reference, start, "minimal_risk_stop", cfg.degraded_decel, cfg.degraded_jerk)
-        v_cap = min(around.v_cap, self.trusted_speed(health.trusted_range))
+        v_cap = min(around.v_cap, self.sight_speed(inp.perception.range), self.trusted_speed(health.trusted_range))
         grid = self.sampling_grid(start, decision, lead, lane_width, v_cap)
         result = lk.plan_lattice(reference, start, grid, around.agents, cfg.weights, self._previous_xy(ego.t),
                                  self.params)
@@ -515,6 +515,16 @@ class LatticePlanner:
         x = np.interp(s, ref.s, ref.xy[:, 0]) - start.d * np.sin(heading)
         y = np.interp(s, ref.s, ref.xy[:, 1]) + start.d * np.cos(heading)
         return Trajectory(t=ego.t + t, x=x, y=y, yaw=heading, v=v, a=a, kappa=np.interp(s, ref.s, ref.kappa))
+
+    def sight_speed(self, sight: float) -> float:
+        """[m/s] the speed from which the car, reacting and braking as the safety envelope counts on, stops
+        within sight [m] (perception's range): it never outdrives what it can see."""
+        if not np.isfinite(sight):
+            return np.inf
+        env = self.config.envelope
+        room = max(sight - self.params.ego_front - env.standstill, 0.0)
+        b, r = env.ego_brake, env.reaction
+        return float(b * (np.sqrt(r * r + 2.0 * room / b) - r))
 
     def trusted_speed(self, trusted_range: float) -> float:
         """[m/s] the speed from which the car stops at degraded_decel within what perception still sees."""

@@ -117,21 +117,27 @@ def envelope_margins(lon, lat, lat_index, lon_index, active, obj_s, obj_v, obj_d
     n_t = lon.shape[2]
     n_j = obj_s.shape[0]
     out = np.full(n_c, np.nan)
+    end_lane = np.empty(n_j, dtype=np.int64)
     for c in range(n_c):
         if not active[c]:
             continue
         lo, la = lon_index[c], lat_index[c]
         d_end = lat[la, 0, n_t - 1]
+        n_end = 0
+        for j in range(n_j):  # the objects in the lane the plan ends in, first
+            if abs(d_end - obj_d[j]) < 0.5 * (ego_width + obj_width[j]) + lateral_margin:
+                end_lane[n_end] = j
+                n_end += 1
         worst = np.inf
         for t in range(0, n_t, every):
             s_e, v_e, a_e, d_e = lon[lo, 0, t], lon[lo, 1, t], lon[lo, 2, t], lat[la, 0, t]
             centre = s_e + ego_rear_to_centre
-            for j in range(n_j):
+            for q in range(n_end):
+                j = end_lane[q]
                 if obj_s[j, t] <= centre:
                     continue  # beside or behind: not ahead of the ego
-                reach = 0.5 * (ego_width + obj_width[j]) + lateral_margin
-                if abs(d_e - obj_d[j]) >= reach or abs(d_end - obj_d[j]) >= reach:
-                    continue  # not in the path at this instant, or not in the lane the plan ends in
+                if abs(d_e - obj_d[j]) >= 0.5 * (ego_width + obj_width[j]) + lateral_margin:
+                    continue  # not in the path at this instant
                 gap = obj_s[j, t] - 0.5 * obj_length[j] - (s_e + ego_front)
                 m = gap - _required_gap(v_e, a_e, obj_v[j, t], reaction, ego_brake, obj_decel[j], standstill)
                 if m < worst:

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scenarios.schema import ActorSpec, DistanceTrigger, Scenario, TimeGapTrigger, TimeTrigger
+from scenarios.schema import (ActorSpec, DistanceTrigger, IDMSpec, MobilSpec, Scenario, TimeGapTrigger,
+                              TimeTrigger)
 from sim import traffic as tk
 from sim.presets import build_road
 from sim.types import CAR, CYCLIST, PEDESTRIAN, STATIC, TRUCK, EgoState, frozen_array
@@ -285,6 +286,15 @@ class World:
         return route
 
     # ---- stepping ---------------------------------------------------------------
+
+    def hand_ego_to_traffic_model(self, v0: float, idm: IDMSpec = IDMSpec(), mobil: MobilSpec = MobilSpec()) -> None:
+        """From now on the simulator's own IDM+MOBIL model drives the ego, as it drives the traffic, at the
+        desired speed v0 [m/s]: the baseline a stack's driving is compared with. Ego commands are ignored."""
+        f, i = self.F[0], self.I[0]
+        f[[tk.V0, tk.TGAP, tk.AMAX, tk.BCOMF, tk.S0, tk.DELTA]] = v0, idm.T, idm.a, idm.b, idm.s0, idm.delta
+        f[[tk.POLITE, tk.LC_THRESH, tk.BSAFE]] = mobil.politeness, mobil.threshold, mobil.b_safe
+        i[tk.MOBIL] = 1 if mobil.enabled else 0
+        i[tk.MODE] = tk.LANE_FOLLOW
 
     def set_ego_command(self, steer: float, accel: float) -> None:
         self.F[0, tk.STEER_CMD] = steer

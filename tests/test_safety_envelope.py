@@ -173,3 +173,15 @@ def test_safety_rows_carry_the_avoidable_collision_multiplier(tmp_path):
     row = run_case(case)
     assert row["error"] is None
     assert row["metrics"]["avoidable_collision"] == 1.0 and row["metrics"]["collisions"] == 0
+
+
+def test_the_car_never_outdrives_its_sensing_range():
+    """A stalled car in the only lane, first seen 50 m ahead: the car keeps to a speed it can stop from within
+    that range, and stops behind it."""
+    path = shipped_suites_dir() / "safety" / "stationary_at_range.yaml"
+    case = next(c for c in load_cases([str(path)], sweep=True)[0]
+                if c.variant["perception_noise.range"] == 50 and c.variant["ego.speed,ego.goal.s"][0] == 30)
+    world = World(case.scenario, 0)
+    log = run_closed_loop(world, make_stack(world, "lattice"), ego_route(world))
+    assert compute_metrics(log, world.road).metrics["collisions"] == 0
+    assert log.ego[-1, 3] < 0.1 and log.ego[:, 3].max() < 30.5
