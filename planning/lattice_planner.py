@@ -163,7 +163,6 @@ class LatticePlanner:
         self._hint_s: float | None = None
         self._corridor: tuple | None = None  # (route, lateral_bounds of it): the same every cycle of a run
         self._speeds: dict[int, tuple[float, float, float]] = {}  # object id -> (t, speed along route, accel)
-        self.envelope_margin = np.inf  # [m] the picked plan's smallest envelope margin (-inf: none kept it)
 
     # ---- the cycle ------------------------------------------------------------------
 
@@ -181,8 +180,11 @@ class LatticePlanner:
         around = self.surroundings(inp, reference, start, decision, lane_width)
         lead = around.lead
         health = inp.perception.health
-        if health.mode == "untrusted":  # perception can no longer be trusted: the minimal-risk manoeuvre
-            return self._stop(inp, reference, start, "minimal_risk_stop", cfg.degraded_decel, cfg.degraded_jerk)
+        if health.mode == "untrusted":  # perception can no longer be trusted: the minimal-risk manoeuvre,
+            # braking harder only where what was last seen ahead needs it
+            decel = self.braking_needed(around.in_path, start, cfg.degraded_decel)
+            return self._stop(inp, reference, start, "minimal_risk_stop", decel,
+                              cfg.degraded_jerk if decel <= cfg.degraded_decel else cfg.emergency_jerk)
         v_cap = min(around.v_cap, self.sight_speed(inp.perception.range), self.trusted_speed(health.trusted_range))
         grid = self.sampling_grid(start, decision, lead, lane_width, v_cap)
         result = lk.plan_lattice(reference, start, grid, around.agents, cfg.weights, self._previous_xy(ego.t),
@@ -193,16 +195,13 @@ class LatticePlanner:
         allowance = self.pass_allowance(inp, start, lead, lane_width, around.oncoming) if oncoming_left else np.inf
         capped = self.capped_prob(result, around.agents, around.stop_mode)
         index = self.pick(result, oncoming_left, lane_width, lead, allowance, v_cap, capped, margins)
-        if index < 0:
-            objects = around.in_path
-            decel = emergency_decel(objects, start.s, start.s_dot, start.d, self.params.ego_front,
-                                    self.params.ego_width, cfg.envelope, cfg.envelope_response, cfg.emergency_jerk)
+        if index < 0:  # brake along the lane: as hard as what is in it needs, from envelope_response up
+            decel = self.braking_needed(around.in_path, start, cfg.envelope_response)
             if self.pick(result, oncoming_left, lane_width, lead, allowance, v_cap, capped) < 0:
-                decel = max(decel, cfg.mrm_decel)  # nothing is safe even without the envelope: brake firmly
+                # nothing is safe even without the envelope: at least the firm minimal-risk stop
                 if decel <= cfg.mrm_decel:
-                    return self._stop(inp, reference, start, "minimal_risk_stop", decel, cfg.mrm_jerk)
+                    return self._stop(inp, reference, start, "minimal_risk_stop", cfg.mrm_decel, cfg.mrm_jerk)
             return self._stop(inp, reference, start, "emergency_brake", decel, cfg.emergency_jerk)
-        self.envelope_margin = float(margins[index])
         self.behaviour = self._describe(decision, result, index, start, lane_width, lead)
         lat = result.lattice.lat[result.lattice.lat_index[index]]
         lon = result.lattice.lon[result.lattice.lon_index[index]]
@@ -218,7 +217,6 @@ class LatticePlanner:
         self.behaviour = behaviour
         self._prev = None
         self.candidates = []
-        self.envelope_margin = -np.inf
         return self.minimal_risk_stop(inp, reference, start, decel, jerk)
 
     # ---- pieces ---------------------------------------------------------------------
@@ -515,6 +513,13 @@ class LatticePlanner:
         x = np.interp(s, ref.s, ref.xy[:, 0]) - start.d * np.sin(heading)
         y = np.interp(s, ref.s, ref.xy[:, 1]) + start.d * np.cos(heading)
         return Trajectory(t=ego.t + t, x=x, y=y, yaw=heading, v=v, a=a, kappa=np.interp(s, ref.s, ref.kappa))
+
+    def braking_needed(self, objects: PathObjects, start: lk.FrenetState, least: float) -> float:
+        """[m/s^2] the gentlest braking from least up to the vehicle's full that stops the car behind the
+        objects in its lane (safety_envelope.emergency_decel)."""
+        cfg = self.config
+        return emergency_decel(objects, start.s, start.s_dot, start.d, self.params.ego_front, self.params.ego_width,
+                               cfg.envelope, least, cfg.emergency_jerk)
 
     def sight_speed(self, sight: float) -> float:
         """[m/s] the speed from which the car, reacting and braking as the safety envelope counts on, stops

@@ -15,7 +15,7 @@ import numpy as np
 from scenarios.loader import ScenarioCase
 from scenarios.metrics import compute_metrics
 
-PLANNERS = ("idm", "lattice")  # the shipped planners, for the command line
+PLANNERS = ("idm", "lattice", "lattice_in_lane")  # the shipped planners, for the command line
 DEFAULT_PLANNER = "lattice"  # the product's planner; "idm" is the reference baseline
 PERCEPTIONS = ("oracle", "learned")  # "learned" drives on rendered camera and lidar frames
 PREDICTORS = ("baseline", "learned")  # "baseline": the planner's reference predictor (see PREDICTOR_FACTORIES)
@@ -26,16 +26,24 @@ def _idm(vehicle=None):
     return IDMPlanner()
 
 
-def _lattice(vehicle=None):
-    from planning.lattice_planner import LatticePlanner
+def _lattice(vehicle=None, config=None):
+    from planning.lattice_planner import LatticeConfig, LatticePlanner
+    config = LatticeConfig() if config is None else config
     if vehicle is None:
-        return LatticePlanner()
-    return LatticePlanner(ego_length=vehicle.length, ego_width=vehicle.width, wheelbase=vehicle.wheelbase,
+        return LatticePlanner(config)
+    return LatticePlanner(config, ego_length=vehicle.length, ego_width=vehicle.width, wheelbase=vehicle.wheelbase,
                           max_decel=vehicle.max_decel)
 
 
+def _lattice_in_lane(vehicle=None):
+    """The lattice planner confined to its lane: no lane changes, no passes through the oncoming lane. Its
+    safety rests on the envelope alone (every family must pass without the way out a neighbour lane gives)."""
+    from planning.lattice_planner import LatticeConfig
+    return _lattice(vehicle, LatticeConfig(lateral_fractions=(-0.2, 0.0, 0.2), allow_opposite_lane=False))
+
+
 # planner name -> factory(vehicle spec or None) -> Planner; other modules (tests, plug-ins) may register more
-PLANNER_FACTORIES: dict[str, Callable] = {"idm": _idm, "lattice": _lattice}
+PLANNER_FACTORIES: dict[str, Callable] = {"idm": _idm, "lattice": _lattice, "lattice_in_lane": _lattice_in_lane}
 
 
 def make_planner(name: str, vehicle=None):

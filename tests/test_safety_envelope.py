@@ -185,3 +185,34 @@ def test_the_car_never_outdrives_its_sensing_range():
     log = run_closed_loop(world, make_stack(world, "lattice"), ego_route(world))
     assert compute_metrics(log, world.road).metrics["collisions"] == 0
     assert log.ego[-1, 3] < 0.1 and log.ego[:, 3].max() < 30.5
+
+
+def test_untrusted_perception_brings_the_car_to_a_stop_in_its_lane():
+    """With no sensor to trust the planner stops in the lane: gently when nothing was seen ahead, as hard as
+    needed behind the last car seen close ahead; degraded, it keeps to what the remaining sensor covers."""
+    from planning.base import PlannerInput
+    from planning.lattice_planner import LatticePlanner
+    from planning.map_prediction import MapAwarePredictor
+    from sim.types import CAR, PerceptionHealth, PerceptionOutput, SensorStatus, TrackedObject, EgoState
+
+    world = World(one_lane_lead_brake(), 0)
+    road, route = world.road, ego_route(world)
+    ego = EgoState(x=60.0, y=0.0, yaw=0.0, v=25.0, a=0.0, steer=0.0, t=0.0)
+    lost = (SensorStatus("camera", "black", 1.0), SensorStatus("lidar", "empty", 1.0))
+    untrusted = PerceptionHealth("untrusted", lost, trusted_range=0.0)
+
+    def plan(objects, health):
+        perception = PerceptionOutput(t=0.0, objects=objects, health=health)
+        planner = LatticePlanner()
+        traj = planner.plan(PlannerInput(ego, perception, MapAwarePredictor(road).predict(perception), route, road))
+        return planner.behaviour, traj
+
+    behaviour, traj = plan((), untrusted)
+    assert behaviour == "minimal_risk_stop" and traj.v[-1] < traj.v[0]
+    assert traj.a.min() >= -3.0 - 1e-9 and abs(traj.y).max() < 0.05  # comfortable, in its lane
+    close = (TrackedObject(id=1, cls=CAR, x=60.0 + 35.0, y=0.0, yaw=0.0, vx=10.0, vy=0.0, length=4.6, width=1.9),)
+    behaviour, traj = plan(close, untrusted)
+    assert behaviour == "minimal_risk_stop" and traj.a.min() < -4.0
+    degraded = PerceptionHealth("degraded", (lost[0], SensorStatus("lidar")), trusted_range=40.0)
+    _, traj = plan((), degraded)
+    assert traj.v[-1] < 16.0  # from 25 m/s towards the speed it can stop from within 40 m at 3 m/s^2
