@@ -57,6 +57,9 @@ class HealthConfig:
     # to 53 m, the detector read 55 to 60 m). The lidar objects reach LidarObjectConfig.max_range
     camera_range: float = 40.0
     lidar_range: float = LidarObjectConfig.max_range
+    # [m] what both sensors together report reliably ahead; inf: no limit known (the oracle's). Learned
+    # perception's is LEARNED_FUSED_RANGE
+    fused_range: float = float("inf")
     # the fault schedule's dropout probability from which a perfect monitor calls a sensor lost: a camera that
     # drops half its frames misses three in a row far more often than it delivers eleven, and a lidar that
     # loses half its returns is sparse (sparse_share)
@@ -156,7 +159,7 @@ def assess(camera: SensorStatus, lidar: SensorStatus, cfg: HealthConfig = Health
     sensors = (camera, lidar)
     working = [s for s in sensors if s.ok]
     if len(working) == len(sensors):
-        return PerceptionHealth("nominal", sensors)
+        return PerceptionHealth("nominal", sensors, trusted_range=cfg.fused_range)
     if not working or working[0].age > cfg.stale_after:
         return PerceptionHealth("untrusted", sensors, trusted_range=0.0)
     reach = {"camera": cfg.camera_range, "lidar": cfg.lidar_range}

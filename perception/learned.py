@@ -44,6 +44,11 @@ from sim.types import CYCLIST, PEDESTRIAN, EgoState, LaneEstimate, PerceptionOut
 
 WEIGHTS = Path(__file__).parent / "weights"
 LIGHT_STATES = ("red", "yellow", "green")
+# [m] how far ahead learned perception reliably reports a car: a stopped car straight ahead was first reported
+# at 46 m (stationary_at_range) and 47 m (lead_brake_one_lane) closing at 28-30 m/s, and intermittently at 60 m
+# standing still: the lidar objects reach 60 m, a track needs three hits, and camera-only tracks of far cars
+# rarely confirm (their range is too uncertain). The planner keeps to a speed it can stop from within it
+LEARNED_FUSED_RANGE = 50.0
 HEAD_SIZE = (0.36, 1.0)  # [m] width and height of a light head's housing (sim.sensors.road_scene.HEAD_SIZE)
 
 
@@ -211,7 +216,7 @@ class LearnedPerception:
     def __init__(self, road, rig, lanes: LaneDetector, detector: Detector, light_classifier=None,
                  config: LearnedConfig = LearnedConfig(), tracker: TrackerConfig = TrackerConfig(),
                  lidar: LidarObjectConfig = LidarObjectConfig(), fusion: FusionConfig = FusionConfig(),
-                 health: HealthConfig = HealthConfig()):
+                 health: HealthConfig = HealthConfig(fused_range=LEARNED_FUSED_RANGE)):
         self.road, self.rig = road, rig
         self.lane_detector, self.detector, self.light_classifier = lanes, detector, light_classifier
         self.config, self.lidar_config, self.fusion_config = config, lidar, fusion

@@ -185,7 +185,9 @@ class LatticePlanner:
             decel = self.braking_needed(around.in_path, start, cfg.degraded_decel)
             return self._stop(inp, reference, start, "minimal_risk_stop", decel,
                               cfg.degraded_jerk if decel <= cfg.degraded_decel else cfg.emergency_jerk)
-        v_cap = min(around.v_cap, self.sight_speed(inp.perception.range), self.trusted_speed(health.trusted_range))
+        v_cap = min(around.v_cap, self.sight_speed(min(inp.perception.range, health.trusted_range)))
+        if health.mode == "degraded":  # one sensor lost: a comfortable stop within what the other still sees
+            v_cap = min(v_cap, self.trusted_speed(health.trusted_range))
         grid = self.sampling_grid(start, decision, lead, lane_width, v_cap)
         result = lk.plan_lattice(reference, start, grid, around.agents, cfg.weights, self._previous_xy(ego.t),
                                  self.params)
@@ -523,7 +525,7 @@ class LatticePlanner:
 
     def sight_speed(self, sight: float) -> float:
         """[m/s] the speed from which the car, reacting and braking as the safety envelope counts on, stops
-        within sight [m] (perception's range): it never outdrives what it can see."""
+        within sight [m] (perception's range, or the range it still trusts): it never outdrives what it sees."""
         if not np.isfinite(sight):
             return np.inf
         env = self.config.envelope

@@ -173,8 +173,8 @@ def emergency_decel(objects: PathObjects, s0: float, v0: float, d0: float, ego_f
                     params: EnvelopeParams, least: float, jerk: float, dt: float = 0.05,
                     horizon: float = 10.0) -> float:
     """[m/s^2] the gentlest braking in [least, params.ego_decel] that stops the ego, holding its lateral
-    offset d0, at least half the standstill gap behind every object in its lane as the object is measured
-    to move (its braking carried on to a stop); the full braking when none does. The braking builds up at
+    offset d0, at least the standstill gap behind every object in its lane as the object is measured to
+    move (its braking carried on to a stop); the full braking when none does. The braking builds up at
     jerk [m/s^3] from zero."""
     in_lane = (np.abs(objects.d - d0) < 0.5 * (ego_width + objects.width) + params.lateral_margin) & (objects.s > s0)
     if not np.any(in_lane) or v0 <= 0.0:
@@ -185,7 +185,7 @@ def emergency_decel(objects: PathObjects, s0: float, v0: float, d0: float, ego_f
     rear = o_s - 0.5 * objects.length[in_lane][:, None]
     for b in np.linspace(least, params.ego_decel, 15):
         s, _, _ = braking_profile(s0, v0, 0.0, b, jerk, dt, len(t))
-        if np.all(rear - (s + ego_front)[None, :] >= 0.5 * params.standstill):
+        if np.all(rear - (s + ego_front)[None, :] >= params.standstill):
             return float(b)
     return float(params.ego_decel)
 

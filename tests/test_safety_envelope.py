@@ -92,14 +92,14 @@ def test_emergency_braking_is_as_hard_as_the_lead_needs_and_no_harder():
     assert b == pytest.approx(2.0)  # 76 m to shed 5 m/s: the least braking does
     stopping_lead = PathObjects(*(np.array([x]) for x in (40.0, 0.0, 20.0, -6.0, 4.6, 1.9, 8.0)))
     b = emergency_decel(stopping_lead, 0.0, 25.0, 0.0, 3.8, 1.9, p, least=2.0, jerk=25.0)
-    assert 4.5 < b < 8.0  # it stops within about 66 m: some 4.7 m/s^2 once the braking has built up
+    assert 4.5 < b < 8.0  # it stops within about 65 m: some 4.8 m/s^2 once the braking has built up
     t = 0.05 * np.arange(201)
     rear = 40.0 - 2.3 + np.where(t < 20.0 / 6.0, 20.0 * t - 3.0 * t ** 2, 20.0 ** 2 / 12)
     s, v, a = braking_profile(0.0, 25.0, 0.0, b, 25.0, 0.05, 201)
-    assert np.all(rear - (s + 3.8) >= 0.5 * p.standstill - 1e-9)
+    assert np.all(rear - (s + 3.8) >= p.standstill - 1e-9)
     assert v[-1] == 0.0 and a.min() >= -b - 1e-9
     s, _, _ = braking_profile(0.0, 25.0, 0.0, b - 0.5, 25.0, 0.05, 201)
-    assert np.any(rear - (s + 3.8) < 0.5 * p.standstill)  # and gentler would not do
+    assert np.any(rear - (s + 3.8) < p.standstill)  # and gentler would not do
 
 
 @pytest.mark.parametrize("decel", [6.0, 9.0])
