@@ -5,8 +5,12 @@ line, start from the previous plan where the car is on it (stitching), let the
 behaviour layer set the targets and the corridor, sample the lattice, convert,
 check, collide against every predicted mode, cost, pick. A vehicle's stop mode
 weighs on the cost like any mode but is held against the safety cap only when
-the car could not brake behind it (capped_prob). When nothing is safe, brake to
-a stop along the lane (minimal-risk manoeuvre).
+the car could not brake behind it (capped_prob). Under every pick lies the
+longitudinal safety envelope (planning/safety_envelope.py), a hard constraint;
+when no candidate keeps it, the car brakes along its lane as hard as the
+objects in it need (emergency_brake); when nothing is safe at all, or
+perception can no longer be trusted, it stops in its lane (minimal_risk_stop).
+It never drives faster than it can stop from within what perception sees.
 """
 from __future__ import annotations
 
@@ -523,22 +527,23 @@ class LatticePlanner:
         return emergency_decel(objects, start.s, start.s_dot, start.d, self.params.ego_front, self.params.ego_width,
                                cfg.envelope, least, cfg.emergency_jerk)
 
+    def stopping_speed(self, distance: float, decel: float, reaction: float = 0.0) -> float:
+        """[m/s] the speed from which the car, reacting after reaction [s] and then braking at decel [m/s^2],
+        stops with its front the standstill gap short of distance [m] ahead."""
+        if not np.isfinite(distance):
+            return np.inf
+        room = max(distance - self.params.ego_front - self.config.envelope.standstill, 0.0)
+        return float(decel * (np.sqrt(reaction * reaction + 2.0 * room / decel) - reaction))
+
     def sight_speed(self, sight: float) -> float:
         """[m/s] the speed from which the car, reacting and braking as the safety envelope counts on, stops
         within sight [m] (perception's range, or the range it still trusts): it never outdrives what it sees."""
-        if not np.isfinite(sight):
-            return np.inf
         env = self.config.envelope
-        room = max(sight - self.params.ego_front - env.standstill, 0.0)
-        b, r = env.ego_brake, env.reaction
-        return float(b * (np.sqrt(r * r + 2.0 * room / b) - r))
+        return self.stopping_speed(sight, env.ego_brake, env.reaction)
 
     def trusted_speed(self, trusted_range: float) -> float:
         """[m/s] the speed from which the car stops at degraded_decel within what perception still sees."""
-        if not np.isfinite(trusted_range):
-            return np.inf
-        room = max(trusted_range - self.params.ego_front - self.config.envelope.standstill, 0.0)
-        return float(np.sqrt(2.0 * self.config.degraded_decel * room))
+        return self.stopping_speed(trusted_range, self.config.degraded_decel)
 
     def envelope(self, result: lk.LatticeResult, objects: PathObjects) -> np.ndarray:
         """(C,) [m] each feasible candidate's safety-envelope margin (planning/safety_envelope.py)."""
