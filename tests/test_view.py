@@ -691,3 +691,14 @@ def test_attention_map_goes_over_the_feed_camera_image():
     drawn = with_attention(sensors, PerceptionOutput(t=0.0, objects=(), attention=heat))
     assert drawn.camera_overlay is not None and np.allclose(drawn.camera_overlay.attention, heat)
     assert len(drawn.camera_overlay.boxes) == 0
+
+
+def test_the_status_panel_shows_the_sensors_mode_and_what_is_lost():
+    from sim.types import PerceptionHealth, SensorStatus
+    from sim.view.draw import health_rows
+
+    assert health_rows(PerceptionHealth().describe()) == [("sensors", "nominal")]
+    lost = PerceptionHealth("untrusted", (SensorStatus("camera", "black", 2.0), SensorStatus("lidar", "frozen", 0.4)),
+                            trusted_range=0.0)
+    assert health_rows(lost.describe()) == [("sensors", "untrusted"), ("", "camera black, lidar frozen")]
+    assert health_rows("") == [("sensors", "-")]

@@ -423,7 +423,7 @@ class Renderer:
             ("steering", f"{math.degrees(h.steer_rad):+5.1f}\u00b0"),
             (h.score_label, score),
             ("behaviour", h.behaviour or "-"),
-            ("sensors", h.health or "-"),
+            *health_rows(h.health),
             ("planner", f"{h.planner:<8}{_ms(latency.get('planning')):>10}"),
             ("perception", f"{h.perception:<8}{_ms(latency.get('perception')):>10}"),
             ("prediction", f"{'':<8}{_ms(latency.get('prediction')):>10}"),
@@ -607,3 +607,14 @@ def _swatch(surface, kind: str, colour, x: int, y: int) -> None:
     elif kind == "lights":
         for k, state in enumerate(("green", "yellow", "red")):
             pygame.draw.circle(surface, style.LIGHT[state], (x + 3 + 8 * k, y), 3)
+
+
+def health_rows(health: str) -> list[tuple[str, str]]:
+    """The status panel's rows for perception's health (PerceptionHealth.describe(): "mode" or "mode: camera
+    black 2.0 s, lidar empty 0.4 s"): the mode, then the lost sensors and their issues on a row of their own."""
+    mode, _, faults = health.partition(": ")
+    rows = [("sensors", mode or "-")]
+    if faults:
+        rows.append(("", ", ".join(" ".join(f.split()[:2]) for f in faults.split(", "))))
+    return rows
+
