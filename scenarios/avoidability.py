@@ -105,13 +105,17 @@ def counterfactual(world, route, controller, brake_at: float | None, duration: f
     return loop.log()
 
 
+def _speed_at(log: RunLog, t: float) -> float:
+    """[m/s] the ego's logged speed at time t [s]."""
+    return float(log.ego[min(int(np.searchsorted(log.t, t)), len(log.t) - 1), 3])
+
+
 def _impact(log: RunLog, actor: int) -> tuple[bool, float]:
     """Whether the ego hit actor at fault, and its speed [m/s] then (0 when it did not)."""
     hits = [c for c in find_collisions(log) if c.at_fault and c.actor == actor]
     if not hits:
         return False, 0.0
-    k = int(np.searchsorted(log.t, min(c.time for c in hits)))
-    return True, float(log.ego[min(k, len(log.t) - 1), 3])
+    return True, _speed_at(log, min(c.time for c in hits))
 
 
 def judge(log: RunLog, make_world, route_of, make_controller, sensing_range: float) -> Verdict:
@@ -121,7 +125,7 @@ def judge(log: RunLog, make_world, route_of, make_controller, sensing_range: flo
     if not hits:
         return Verdict(float("nan"), True, "", 0.0, 0.0, 0.0)
     first = min(hits, key=lambda c: c.time)
-    _, v_run = _impact(log, first.actor)
+    v_run = _speed_at(log, first.time)
     t_h = hazard_time(log, first.actor, sensing_range)
     duration = float(log.t[-1])
     outcomes = []

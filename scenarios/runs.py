@@ -100,7 +100,6 @@ def make_stack(world, planner: str = DEFAULT_PLANNER, perception: str = "oracle"
                attention: bool = False):
     """The stack for one run. `attention` wraps the perception in the goal-driven attention module, which
     weighs every object by its relevance to the ego's route (perception/attentive.py)."""
-    from control.tracking import TrackingConfig, TrackingController
     from sim.runner import Stack
 
     perceive = _pick(PERCEPTION_FACTORIES, "perception", perception)(world)
@@ -110,7 +109,7 @@ def make_stack(world, planner: str = DEFAULT_PLANNER, perception: str = "oracle"
         perceive = AttentivePerception.for_world(perceive, world, ego_route(world))
     predict = _pick(PREDICTOR_FACTORIES, "predictor", predictor)(world, planner)
     return Stack(perception=perceive, predictor=predict, planner=make_planner(planner, world.scenario.ego.vehicle),
-                 controller=TrackingController(TrackingConfig(limits=vehicle_limits(world.scenario.ego.vehicle))),
+                 controller=make_controller(world.scenario.ego.vehicle),
                  perception_name=perception + ("+attention" if attention else ""),
                  predictor_name=predictor)
 
@@ -121,6 +120,13 @@ def vehicle_limits(vehicle):
 
     return VehicleLimits(wheelbase=vehicle.wheelbase, max_steer=vehicle.max_steer, max_accel=vehicle.max_accel,
                          max_decel=vehicle.max_decel)
+
+
+def make_controller(vehicle):
+    """The tracking controller for the scenario's ego.vehicle."""
+    from control.tracking import TrackingConfig, TrackingController
+
+    return TrackingController(TrackingConfig(limits=vehicle_limits(vehicle)))
 
 
 def ego_route(world):
@@ -209,11 +215,9 @@ def _judge_collision(row: dict, log, scn) -> None:
     avoidable_collision multiplier (0 when it was) and the impact speeds, in the row's metrics."""
     from scenarios.avoidability import ACTUATION_DELAY, judge
     from sim.world import World
-    from control.tracking import TrackingConfig, TrackingController
 
     seed = row["seed"]
-    verdict = judge(log, lambda: World(scn, seed), ego_route,
-                    lambda: TrackingController(TrackingConfig(limits=vehicle_limits(scn.ego.vehicle))),
+    verdict = judge(log, lambda: World(scn, seed), ego_route, lambda: make_controller(scn.ego.vehicle),
                     scn.perception_noise.range)
     row["metrics"].update(avoidable_collision=0.0 if verdict.avoidable else 1.0,
                           hazard_time=_jsonable(verdict.hazard_time), impact_speed=verdict.impact_speed,

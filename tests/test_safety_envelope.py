@@ -8,8 +8,7 @@ from planning.safety_envelope import (EnvelopeParams, PathObjects, braking_profi
 from scenarios.avoidability import judge
 from scenarios.loader import load_cases, load_scenario, parse_scenario, shipped_suites_dir
 from scenarios.metrics import compute_metrics, find_collisions
-from scenarios.runs import ego_route, make_stack, run_case, vehicle_limits
-from control.tracking import TrackingConfig, TrackingController
+from scenarios.runs import ego_route, make_controller, make_stack, run_case
 from sim.runner import run_closed_loop
 from sim.world import World
 
@@ -129,10 +128,10 @@ def counterfactual_collision(scn):
     from scenarios.avoidability import counterfactual
 
     world = World(scn, 0)
-    controller = TrackingController(TrackingConfig(limits=vehicle_limits(scn.ego.vehicle)))
+    controller = make_controller(scn.ego.vehicle)
     log = counterfactual(world, ego_route(world), controller, None, scn.duration)
     verdict = judge(log, lambda: World(scn, 0), ego_route,
-                    lambda: TrackingController(TrackingConfig(limits=vehicle_limits(scn.ego.vehicle))),
+                    lambda: make_controller(scn.ego.vehicle),
                     scn.perception_noise.range)
     return log, verdict
 
