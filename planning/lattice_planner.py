@@ -5,7 +5,10 @@ line, start from the previous plan where the car is on it (stitching), let the
 behaviour layer set the targets and the corridor, sample the lattice, convert,
 check, collide against every predicted mode, cost, pick. A vehicle's stop mode
 weighs on the cost like any mode but is held against the safety cap only when
-the car could not brake behind it (capped_prob). Under every pick lies the
+the car could not brake behind it (capped_prob). A neighbour's possible cut-in
+is a cap on the closing speed instead: the car closes on a neighbour ahead no
+faster than it could answer that car's cut-in by braking (cut_in_closing).
+Under every pick lies the
 longitudinal safety envelope (planning/safety_envelope.py), a hard constraint;
 when no candidate keeps it, the car brakes along its lane as hard as the
 objects in it need (emergency_brake); when nothing is safe at all, or
@@ -51,6 +54,16 @@ class LatticeConfig:
     contingency_delay: float = 0.5  # [s]
     contingency_decel: float = 3.0  # [m/s^2] within the comfort bounds
     contingency_jerk: float = 3.5  # [m/s^3] within them too
+    # neighbours may cut in. The hedge is a cap on the closing speed, not a probability cap: the car closes on
+    # a neighbour ahead (of the lane it is in or moving into) no faster than it could answer that car's cut-in,
+    # were it to start now (cut_in_closing: noticed after cut_in_reaction, then braking at contingency_decel),
+    # unless it is already closer than a driver would cut in (cut_in_time_gap at the ego's speed; there a
+    # cut-in is met by the envelope once the car enters the lane). So a hedged cut-in mode (one that ends in
+    # the ego's lane, no likelier than cut_in_prior: a prior, not an observed manoeuvre) is not held against
+    # the plans; an observed one is
+    cut_in_prior: float = 0.25
+    cut_in_time_gap: float = 0.3  # [s]
+    cut_in_reaction: float = 1.0  # [s] a cut-in shows only once the car has moved sideways
     a_min: float = -6.0  # [m/s^2]
     a_max: float = 2.2  # [m/s^2]
     a_lat_max: float = 3.0  # [m/s^2]
@@ -76,11 +89,10 @@ class LatticeConfig:
     comfort_jerk: float = 3.5  # [m/s^3] longitudinal jerk of preferred candidates
     comfort_decel: float = 3.8  # [m/s^2] deceleration of preferred candidates
     speed_margin: float = 0.4  # [m/s] aim this far below the speed limit
-    adjacent_range: float = 80.0  # [m] slower vehicles this far ahead in a neighbouring lane cap the speed
-    adjacent_closing_speed: float = 7.0  # [m/s] at most this much faster than them (they may cut in)
     occlusion_range: float = 40.0  # [m] standing vehicles beside the lane this far ahead ...
     occlusion_speed: float = 7.0  # [m/s] ... cap the speed: someone may step out from behind them
-    cap_decel: float = 2.0  # [m/s^2] how fast a speed cap must be met
+    cap_decel: float = 2.0  # [m/s^2] how fast a speed cap must be met ...
+    cap_jerk: float = 3.5  # [m/s^3] ... the braking building up this fast from the car's acceleration
     gap_behind_stopped: float = 6.0  # [m] bumper gap kept behind a stopped lead: room to pull out around it
     oncoming_lane_weight: float = 40.0  # cost per metre of mean intrusion into an oncoming lane
     pass_speed: float = 6.0  # [m/s] overtaking speed above the passed vehicle's (within the limit)
@@ -135,7 +147,7 @@ class Surroundings:
 
     agents: lk.Agents  # predicted agents and the behaviour layer's walls, at the planner's sample times
     lead: lk.Lead | None  # the nearest vehicle ahead in the ego's corridor
-    v_cap: float  # [m/s] from slower vehicles just ahead in the neighbouring lanes and parked cars beside the lane
+    v_cap: float  # [m/s] from neighbours ahead that may cut in (cut_in_closing) and parked cars beside the lane
     oncoming: tuple[tuple[float, float], ...]  # (s [m], speed toward the ego [m/s]) in the lane on the left
     stop_mode: np.ndarray  # (rows of agents,) each vehicle's stop mode (a contingency), -1 for none and for walls
     in_path: PathObjects  # objects held against the safety envelope
@@ -265,6 +277,10 @@ class LatticePlanner:
         cfg, pred = self.config, inp.prediction
         objects = {o.id: o for o in inp.perception.objects}
         poses, probs, lengths, widths, margins, stops = [], [], [], [], [], []
+        own_lane = lane_width * round(start.d / lane_width)  # [m] the centre of the lane the ego is in
+        # [m] ... and of the lane it is moving into (where its last plan ends)
+        target_lane = own_lane if self._prev is None else lane_width * round(float(self._prev.lat[0, -1]) / lane_width)
+        cut_in_gap = cfg.cut_in_time_gap * start.s_dot  # [m] a driver cuts in no closer in front of the ego
         lead, lead_s = None, np.inf
         v_cap, oncoming = np.inf, []
         s_all, d_all = np.zeros(0), np.zeros(0)
@@ -292,20 +308,35 @@ class LatticePlanner:
             pose[:, 1:m + 1, :2] = pred.xy[a, :, :m]
             pose[:, 1:m + 1, 2] = pred.yaw[a, :, :m]
             pose[:, m + 1:, :] = pose[:, m:m + 1, :]
-            poses.append(pose)
-            probs.append(pred.prob[a])
-            lengths.append(pred.length[a])
-            widths.append(pred.width[a])
-            margins.append(cfg.margin_vru if obj.cls in VULNERABLE else cfg.margin_vehicle)
-            stops.append(-1 if obj.cls in VULNERABLE else int(pred.stop_mode[a]))
             speed_along = obj.vx * np.cos(np.interp(s_now[a], ref.s, ref.heading)) + \
                 obj.vy * np.sin(np.interp(s_now[a], ref.s, ref.heading))
             rear = s_now[a] - 0.5 * obj.length
+            prob = pred.prob[a]
+            stop = -1 if obj.cls in VULNERABLE else int(pred.stop_mode[a])
+            beside_own = 0.5 * lane_width < abs(d_now[a] - own_lane) < 1.5 * lane_width
+            if obj.cls not in VULNERABLE and beside_own:
+                into = self._cut_in_modes(inp, a, prob, stop, start, own_lane, lane_width)
+                if np.any(into):  # a hedged cut-in is the closing-speed cap's to answer, not the collision check's
+                    prob = prob.copy()
+                    keep = int(np.argmax(np.where(into, -1.0, prob)))
+                    prob[keep] += prob[into].sum()
+                    prob[into] = 0.0
+            # the cap holds for cars beside the lane the ego is in and the lane it is moving into: the lead it
+            # pulls out to pass is a neighbour from the start of the lane change, not from the lane boundary on
+            beside_target = 0.5 * lane_width < abs(d_now[a] - target_lane) < 1.5 * lane_width
+            if obj.cls not in VULNERABLE and (beside_own or beside_target):
+                gap = rear - (start.s + self.params.ego_front)
+                if ds > 0.0 and speed_along > 1.0 and gap >= cut_in_gap:  # were it to cut in now (cut_in_closing)
+                    v_cap = min(v_cap, speed_along + self.cut_in_closing(gap))
+            poses.append(pose)
+            probs.append(prob)
+            lengths.append(pred.length[a])
+            widths.append(pred.width[a])
+            margins.append(cfg.margin_vru if obj.cls in VULNERABLE else cfg.margin_vehicle)
+            stops.append(stop)
             if 0.5 * lane_width < d_now[a] < 1.6 * lane_width and speed_along < -0.5 and ds > -10.0:
                 oncoming.append((float(s_now[a]), float(-speed_along)))
             beside = 0.5 * lane_width < abs(dd) < 1.5 * lane_width
-            if beside and 0.0 < ds < cfg.adjacent_range and speed_along > 1.0:
-                v_cap = min(v_cap, speed_along + cfg.adjacent_closing_speed)
             # parked vehicles at the roadside hide whoever may step out from behind them
             if beside and -obj.length < ds < cfg.occlusion_range and obj.speed < 0.5 and obj.cls not in VULNERABLE:
                 v_cap = min(v_cap, cfg.occlusion_speed)
@@ -334,6 +365,18 @@ class LatticePlanner:
         else:
             agents = lk.Agents.none(N_SAMPLES)
         return Surroundings(agents, lead, float(v_cap), tuple(oncoming), np.array(stops, dtype=np.int64), in_path)
+
+    def _cut_in_modes(self, inp: PlannerInput, a: int, prob: np.ndarray, stop: int, start: lk.FrenetState,
+                      own_lane: float, lane_width: float) -> np.ndarray:
+        """(K,) which of agent a's modes are hedged cut-ins: they end in the ego's lane (centre own_lane [m]) and
+        are no likelier than cut_in_prior; not its stop mode."""
+        ends = inp.prediction.xy[a, :, -1, :]
+        _, d_end = project_to_route(inp.route, ends, hint_s=start.s)
+        into = (np.abs(np.atleast_1d(d_end) - own_lane) < 0.5 * lane_width) & (prob > 0.0)
+        into &= prob <= self.config.cut_in_prior
+        if stop >= 0:
+            into[stop] = False
+        return into
 
     def sampling_grid(self, start: lk.FrenetState, decision: Decision, lead: lk.Lead | None,
                       lane_width: float, v_cap: float = np.inf) -> lk.SamplingGrid:
@@ -439,7 +482,8 @@ class LatticePlanner:
         a standing lead, plans that end in its lane closer than gap_behind_stopped are dropped while
         others remain (creeping up slowly counts too): the car keeps room to pull out around it; when
         it is already closer (a pass given up), the plans that stop soonest.
-        A speed cap from the surroundings (parked cars, slower neighbours) is met at cap_decel.
+        A speed cap from the surroundings (parked cars, neighbours that may cut in) is met at cap_decel, the
+        braking building up at cap_jerk.
         `capped` (C,) is the collision probability held against the cap (capped_prob), by default
         the plain one. `margins` (C,) [m], the safety envelope's (envelope()), is a hard constraint:
         only candidates with a margin >= 0 are picked.
@@ -468,7 +512,10 @@ class LatticePlanner:
             ok = _prefer(ok, ~askew)  # not required: the car may already be askew
         if np.isfinite(v_cap):
             t = DT * np.arange(fwd.shape[1])
-            ok = _prefer(ok, ~np.any(fwd > np.maximum(v_cap, fwd[:, :1] - cfg.cap_decel * t) + 0.3, axis=1))
+            a0 = lon[0, 2, 0]  # every plan starts at the car's acceleration: from it, the braking builds up
+            slowing = v0 + np.concatenate([[0.0], np.cumsum(np.maximum(a0 - cfg.cap_jerk * t, -cfg.cap_decel)[1:]
+                                                            * DT)])
+            ok = _prefer(ok, ~np.any(fwd > np.maximum(v_cap, slowing) + 0.3, axis=1))
         end_s = lon[:, 0, -1][result.lattice.lon_index] + self.params.ego_front
         if oncoming_left:
             d = lat[:, 0, :][result.lattice.lat_index]
@@ -554,6 +601,16 @@ class LatticePlanner:
                                 obj_s, obj_v, objects.d, objects.length, objects.width, objects.decel,
                                 self.params.ego_front, self.params.ego_rear_to_centre, self.params.ego_width,
                                 env.reaction, env.ego_brake, env.standstill, env.lateral_margin, env.every)
+
+    def cut_in_closing(self, gap: float) -> float:
+        """[m/s] the closing speed on a neighbour ahead, gap [m] from the ego's front, from which the ego could
+        answer its cut-in: noticing it after cut_in_reaction, then braking at contingency_decel (building up at
+        contingency_jerk: half the build-up counts as delay) to its speed, the envelope's standstill gap left."""
+        cfg = self.config
+        room = max(gap - cfg.envelope.standstill, 0.0)
+        b = cfg.contingency_decel
+        tau = cfg.cut_in_reaction + 0.5 * b / cfg.contingency_jerk
+        return float(b * (np.sqrt(tau * tau + 2.0 * room / b) - tau))
 
     def path_objects(self, inp: PlannerInput, s_now: np.ndarray, d_now: np.ndarray, start: lk.FrenetState,
                      ref: lk.ReferenceLine) -> PathObjects:

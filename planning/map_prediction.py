@@ -3,7 +3,8 @@
 Every vehicle on a lane gets four modes: keep its lane (following the lane
 centreline through its successors), change to the left or right neighbour
 lane, and stop. Probabilities start from priors and shift with the agent's
-lateral velocity toward a neighbour lane. Pedestrians, cyclists off the lanes
+lateral velocity toward a neighbour lane (not while it settles back to its
+lane's centre, as after crossing into it). Pedestrians, cyclists off the lanes
 and anything the map cannot place get constant velocity and a stop mode.
 Modes that do not exist (no left lane) are filled with copies of "keep" at
 probability zero, so every agent has K = 4 modes. Objects that the goal-driven
@@ -33,7 +34,8 @@ class PriorConfig:
     keep: float = 0.70
     change: float = 0.08  # each of left / right, when the lane exists
     stop: float = 0.10
-    lateral_gain: float = 1.2  # probability shift per m/s of lateral speed toward a neighbour
+    lateral_gain: float = 1.2  # probability shift per m/s of lateral speed toward a neighbour ...
+    settled_offset: float = 0.3  # [m] ... unless the car is farther than this on the other side of its lane centre
     stop_decel: float = 3.0  # [m/s^2]
     settle_time: float = 2.0  # [s] a keep-lane agent's offset from the centre fades over this
     change_time: float = 4.0  # [s] a lane change takes this long
@@ -158,5 +160,8 @@ class MapAwarePredictor:
             (ns0,), (nd0,) = self.road.to_frenet(neighbour, np.array([[obj.x, obj.y]]))
             offset = nd0 * (1.0 - smoothstep(tau / cfg.change_time))
             xy[k], yaw[k] = self._along(n_xy, n_s, ns0 + v * tau, offset)
-            prob[k] = cfg.change + max(0.0, cfg.lateral_gain * sign * v_lat)
+            # sideways motion is evidence of a change only away from the lane's centre: a car that has just
+            # crossed into this lane and settles to its centre is not heading on into the next one
+            settling = sign * d0 < -cfg.settled_offset
+            prob[k] = cfg.change + (0.0 if settling else max(0.0, cfg.lateral_gain * sign * v_lat))
         return xy, yaw, prob / prob.sum()
