@@ -57,12 +57,15 @@ class LatticeConfig:
     # neighbours may cut in. The hedge is a cap on the closing speed, not a probability cap: the car closes on
     # a neighbour ahead (of the lane it is in or moving into) no faster than it could answer that car's cut-in,
     # were it to start now (cut_in_closing: noticed after cut_in_reaction, then braking at contingency_decel),
-    # unless it is already closer than a driver would cut in (cut_in_time_gap at the ego's speed; there a
-    # cut-in is met by the envelope once the car enters the lane). So a hedged cut-in mode (one that ends in
+    # unless it is already closer than a driver would cut in (cut_in_time_gap at the ego's speed, at least
+    # cut_in_min_gap; there a cut-in is met by the envelope once the car enters the lane). Without that floor
+    # the car could not pass a slow queue in the next lane: a few metres behind a neighbour its closing speed
+    # would have to be nearly nil. So a hedged cut-in mode (one that ends in
     # the ego's lane, no likelier than cut_in_prior: a prior, not an observed manoeuvre) is not held against
     # the plans; an observed one is
     cut_in_prior: float = 0.25
     cut_in_time_gap: float = 0.3  # [s]
+    cut_in_min_gap: float = 5.0  # [m] about a car length
     cut_in_reaction: float = 1.0  # [s] a cut-in shows only once the car has moved sideways
     a_min: float = -6.0  # [m/s^2]
     a_max: float = 2.2  # [m/s^2]
@@ -147,10 +150,11 @@ class Surroundings:
 
     agents: lk.Agents  # predicted agents and the behaviour layer's walls, at the planner's sample times
     lead: lk.Lead | None  # the nearest vehicle ahead in the ego's corridor
-    v_cap: float  # [m/s] from neighbours ahead that may cut in (cut_in_closing) and parked cars beside the lane
+    v_cap: float  # [m/s] from parked cars beside the lane (someone may step out from behind them)
     oncoming: tuple[tuple[float, float], ...]  # (s [m], speed toward the ego [m/s]) in the lane on the left
     stop_mode: np.ndarray  # (rows of agents,) each vehicle's stop mode (a contingency), -1 for none and for walls
     in_path: PathObjects  # objects held against the safety envelope
+    v_hedge: float = np.inf  # [m/s] from neighbours ahead that may cut in (cut_in_closing)
 
 
 @dataclass
@@ -204,7 +208,7 @@ class LatticePlanner:
         v_cap = min(around.v_cap, self.sight_speed(min(inp.perception.range, health.trusted_range)))
         if health.mode == "degraded":  # one sensor lost: a comfortable stop within what the other still sees
             v_cap = min(v_cap, self.trusted_speed(health.trusted_range))
-        grid = self.sampling_grid(start, decision, lead, lane_width, v_cap)
+        grid = self.sampling_grid(start, decision, lead, lane_width, min(v_cap, around.v_hedge))
         result = lk.plan_lattice(reference, start, grid, around.agents, cfg.weights, self._previous_xy(ego.t),
                                  self.params)
         self.last_result = result
@@ -212,10 +216,10 @@ class LatticePlanner:
         oncoming_left = self._oncoming_side(inp, float(ego_s))
         allowance = self.pass_allowance(inp, start, lead, lane_width, around.oncoming) if oncoming_left else np.inf
         capped = self.capped_prob(result, around.agents, around.stop_mode)
-        index = self.pick(result, oncoming_left, lane_width, lead, allowance, v_cap, capped, margins)
+        index = self.pick(result, oncoming_left, lane_width, lead, allowance, v_cap, capped, margins, around.v_hedge)
         if index < 0:  # brake along the lane: as hard as what is in it needs, from envelope_response up
             decel = self.braking_needed(around.in_path, start, cfg.envelope_response)
-            if self.pick(result, oncoming_left, lane_width, lead, allowance, v_cap, capped) < 0:
+            if self.pick(result, oncoming_left, lane_width, lead, allowance, v_cap, capped, v_hedge=around.v_hedge) < 0:
                 # nothing is safe even without the envelope: at least the firm minimal-risk stop
                 if decel <= cfg.mrm_decel:
                     return self._stop(inp, reference, start, "minimal_risk_stop", cfg.mrm_decel, cfg.mrm_jerk)
@@ -280,9 +284,10 @@ class LatticePlanner:
         own_lane = lane_width * round(start.d / lane_width)  # [m] the centre of the lane the ego is in
         # [m] ... and of the lane it is moving into (where its last plan ends)
         target_lane = own_lane if self._prev is None else lane_width * round(float(self._prev.lat[0, -1]) / lane_width)
-        cut_in_gap = cfg.cut_in_time_gap * start.s_dot  # [m] a driver cuts in no closer in front of the ego
+        # [m] a driver cuts in no closer in front of the ego
+        cut_in_gap = max(cfg.cut_in_time_gap * start.s_dot, cfg.cut_in_min_gap)
         lead, lead_s = None, np.inf
-        v_cap, oncoming = np.inf, []
+        v_cap, v_hedge, oncoming = np.inf, np.inf, []
         s_all, d_all = np.zeros(0), np.zeros(0)
         if inp.perception.objects:
             now = np.array([[o.x, o.y] for o in inp.perception.objects])
@@ -327,7 +332,7 @@ class LatticePlanner:
             if obj.cls not in VULNERABLE and (beside_own or beside_target):
                 gap = rear - (start.s + self.params.ego_front)
                 if ds > 0.0 and speed_along > 1.0 and gap >= cut_in_gap:  # were it to cut in now (cut_in_closing)
-                    v_cap = min(v_cap, speed_along + self.cut_in_closing(gap))
+                    v_hedge = min(v_hedge, speed_along + self.cut_in_closing(gap))
             poses.append(pose)
             probs.append(prob)
             lengths.append(pred.length[a])
@@ -364,7 +369,8 @@ class LatticePlanner:
                                width=np.array(widths), margin=np.array(margins))
         else:
             agents = lk.Agents.none(N_SAMPLES)
-        return Surroundings(agents, lead, float(v_cap), tuple(oncoming), np.array(stops, dtype=np.int64), in_path)
+        return Surroundings(agents, lead, float(v_cap), tuple(oncoming), np.array(stops, dtype=np.int64), in_path,
+                            float(v_hedge))
 
     def _cut_in_modes(self, inp: PlannerInput, a: int, prob: np.ndarray, stop: int, start: lk.FrenetState,
                       own_lane: float, lane_width: float) -> np.ndarray:
@@ -470,7 +476,7 @@ class LatticePlanner:
 
     def pick(self, result: lk.LatticeResult, oncoming_left: bool = False, lane_width: float = 3.5,
              lead: lk.Lead | None = None, allowance: float = np.inf, v_cap: float = np.inf,
-             capped: np.ndarray | None = None, margins: np.ndarray | None = None) -> int:
+             capped: np.ndarray | None = None, margins: np.ndarray | None = None, v_hedge: float = np.inf) -> int:
         """Lowest cost among feasible candidates whose collision probability stays small, weighted by it.
 
         Candidates within the comfort bounds (longitudinal jerk and acceleration) are preferred;
@@ -482,8 +488,8 @@ class LatticePlanner:
         a standing lead, plans that end in its lane closer than gap_behind_stopped are dropped while
         others remain (creeping up slowly counts too): the car keeps room to pull out around it; when
         it is already closer (a pass given up), the plans that stop soonest.
-        A speed cap from the surroundings (parked cars, neighbours that may cut in) is met at cap_decel, the
-        braking building up at cap_jerk.
+        A speed cap from the surroundings (v_cap: parked cars, the sight range) is met at cap_decel; the cut-in
+        hedge (v_hedge) too, the braking building up at cap_jerk from the car's acceleration: it eases into it.
         `capped` (C,) is the collision probability held against the cap (capped_prob), by default
         the plain one. `margins` (C,) [m], the safety envelope's (envelope()), is a hard constraint:
         only candidates with a margin >= 0 are picked.
@@ -510,12 +516,14 @@ class LatticePlanner:
             steepest = cfg.max_path_angle * np.minimum(fwd / cfg.straighten_speed, 1.0)
             askew = np.any(braking & (lat_rate > np.tan(steepest) * fwd + 0.01), axis=1)
             ok = _prefer(ok, ~askew)  # not required: the car may already be askew
+        t = DT * np.arange(fwd.shape[1])
         if np.isfinite(v_cap):
-            t = DT * np.arange(fwd.shape[1])
+            ok = _prefer(ok, ~np.any(fwd > np.maximum(v_cap, fwd[:, :1] - cfg.cap_decel * t) + 0.3, axis=1))
+        if np.isfinite(v_hedge):
             a0 = lon[0, 2, 0]  # every plan starts at the car's acceleration: from it, the braking builds up
             slowing = v0 + np.concatenate([[0.0], np.cumsum(np.maximum(a0 - cfg.cap_jerk * t, -cfg.cap_decel)[1:]
                                                             * DT)])
-            ok = _prefer(ok, ~np.any(fwd > np.maximum(v_cap, slowing) + 0.3, axis=1))
+            ok = _prefer(ok, ~np.any(fwd > np.maximum(v_hedge, slowing) + 0.3, axis=1))
         end_s = lon[:, 0, -1][result.lattice.lon_index] + self.params.ego_front
         if oncoming_left:
             d = lat[:, 0, :][result.lattice.lat_index]

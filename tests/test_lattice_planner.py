@@ -311,24 +311,26 @@ def test_two_braking_hedges_ahead_do_not_force_a_stop_when_the_car_could_brake_b
     assert slowest((15.0, 35.0), contingency=True) < 17.0  # 8.9 m bumper to bumper at 20 m/s: it drops back
 
 
-def passing_scenario(gap: float) -> Scenario:
-    """A two-lane highway, the ego at 20 m/s in the right lane and a car at 20 m/s in the left lane just
-    ahead (its centre `gap` metres ahead of the ego's), the limit 30 m/s, the ego's lane free."""
+def passing_scenario(gap: float, speed: float = 20.0, limit: float = 30.0) -> Scenario:
+    """A two-lane highway, the ego at `speed` in the right lane and a car at `speed` in the left lane just
+    ahead (its centre `gap` metres ahead of the ego's), the ego's lane free up to the limit."""
     return Scenario.model_validate({
         "name": "pass_neighbour", "duration": 25,
-        "road": {"preset": "highway", "params": {"num_lanes": 2, "length": 1500, "speed_limit": 30}},
-        "ego": {"lane": "lane_0", "s": 50, "speed": 20, "goal": {"lane": "lane_0", "s": 1400}},
-        "actors": [{"id": "neighbour", "type": "car", "lane": "lane_1", "s": 50 + gap, "speed": 20,
-                    "idm": {"v0": 20}}],
+        "road": {"preset": "highway", "params": {"num_lanes": 2, "length": 1500, "speed_limit": limit}},
+        "ego": {"lane": "lane_0", "s": 50, "speed": speed, "goal": {"lane": "lane_0", "s": 1400}},
+        "actors": [{"id": "neighbour", "type": "car", "lane": "lane_1", "s": 50 + gap, "speed": speed,
+                    "idm": {"v0": speed}}],
     })
 
 
-@pytest.mark.parametrize("gap", [8.0, 14.0, 30.0])
-def test_passes_a_car_just_ahead_in_the_next_lane(gap):
-    """Safe, not timid: the neighbour's possible cut-in is a contingency the car could answer by braking (or,
-    too close to cut in, no cut-in at all), not a reason to stay behind it at its speed."""
-    world, route, log, result = drive(passing_scenario(gap))
+@pytest.mark.parametrize("gap,speed,limit", [(8.0, 20.0, 30.0), (14.0, 20.0, 30.0), (30.0, 20.0, 30.0),
+                                             (9.0, 4.0, 12.0)])
+def test_passes_a_car_just_ahead_in_the_next_lane(gap, speed, limit):
+    """Safe, not timid: the car closes on a neighbour no faster than it could answer its cut-in by braking
+    (cut_in_closing), and only while a cut-in there is plausible, so it passes the neighbour instead of
+    keeping to its speed; the last case is a slow queue in a jam (cut_in_min_gap)."""
+    world, route, log, result = drive(passing_scenario(gap, speed, limit))
     assert result.metrics["collisions"] == 0
     neighbour_x = world.actor_table()[world.names.index("neighbour") - 1, 0]
     assert log.ego[-1, 0] > neighbour_x + 50  # well past it
-    assert np.mean(log.ego[log.t > 10.0, 3]) > 26.0  # and near the limit, not tied to the neighbour's 20 m/s
+    assert np.mean(log.ego[log.t > 10.0, 3]) > limit - 4.0  # near the limit, not tied to the neighbour's speed
