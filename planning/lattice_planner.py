@@ -60,9 +60,8 @@ class LatticeConfig:
     # unless it is already closer than a driver would cut in (cut_in_time_gap at the ego's speed, at least
     # cut_in_min_gap; there a cut-in is met by the envelope once the car enters the lane). Without that floor
     # the car could not pass a slow queue in the next lane: a few metres behind a neighbour its closing speed
-    # would have to be nearly nil. So a hedged cut-in mode (one that ends in
-    # the ego's lane, no likelier than cut_in_prior: a prior, not an observed manoeuvre) is not held against
-    # the plans; an observed one is
+    # would have to be nearly nil. So a hedged cut-in mode (one that ends in the ego's lane, no likelier than
+    # cut_in_prior: a prior, not an observed manoeuvre) is not held against the plans; an observed one is
     cut_in_prior: float = 0.25
     cut_in_time_gap: float = 0.3  # [s]
     cut_in_min_gap: float = 5.0  # [m] about a car length
@@ -615,10 +614,8 @@ class LatticePlanner:
         answer its cut-in: noticing it after cut_in_reaction, then braking at contingency_decel (building up at
         contingency_jerk: half the build-up counts as delay) to its speed, the envelope's standstill gap left."""
         cfg = self.config
-        room = max(gap - cfg.envelope.standstill, 0.0)
-        b = cfg.contingency_decel
-        tau = cfg.cut_in_reaction + 0.5 * b / cfg.contingency_jerk
-        return float(b * (np.sqrt(tau * tau + 2.0 * room / b) - tau))
+        tau = cfg.cut_in_reaction + 0.5 * cfg.contingency_decel / cfg.contingency_jerk
+        return self.stopping_speed(gap + self.params.ego_front, cfg.contingency_decel, tau)
 
     def path_objects(self, inp: PlannerInput, s_now: np.ndarray, d_now: np.ndarray, start: lk.FrenetState,
                      ref: lk.ReferenceLine) -> PathObjects:
